@@ -1,0 +1,3 @@
+from videobridge.cli import main
+
+main()

@@ -1,0 +1,282 @@
+"""The call service: the single owner of call state and its state machine.
+
+starting -> live (seen in Daily) -> ending (end notifications queued, room being deleted) ->
+removed. HTTP handlers, webhooks and the presence poller all go through here; each room has
+an asyncio lock so simultaneous starts create one room and one message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from videobridge.auth import ClaimType, VideoCallClaims
+from videobridge.chats import room_name
+from videobridge.daily.errors import (
+    DailyError, DailyNotFound, DailyRateLimited, DailyRoomExists, DailyUnavailable,
+)
+from videobridge.daily.tokens import TokenGrant
+from videobridge.errors import NoMeetingToJoin, UpstreamError
+from videobridge.models import Call, CallState, CallType, Initiator
+from videobridge.outbox import Outbox
+from videobridge.roomconfig import room_lifetime, room_properties
+from videobridge.store import Change, StateStore
+
+log = structlog.get_logger("videobridge.calls")
+
+EMPTY_POLLS_TO_END = 2
+EXPIRY_MARGIN = 5.0  # Daily ejects at exp; give its presence a moment to agree
+
+
+class Rooms(Protocol):
+    async def create_room(self, name: str, *, privacy: str = ..., properties: Mapping[str, Any],
+                          deadline: float | None = None) -> Any: ...
+    async def update_room(self, name: str, *, properties: Mapping[str, Any], privacy: str | None = None,
+                          deadline: float | None = None) -> Any: ...
+    async def delete_room(self, name: str, *, deadline: float | None = None) -> bool: ...
+    async def room_presence(self, name: str, *, deadline: float | None = None) -> list[Any]: ...
+
+
+class Minter(Protocol):
+    async def mint(self, grant: TokenGrant) -> str: ...
+
+
+class CallObserver(Protocol):
+    def call_started(self) -> None: ...
+    def call_ended(self, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccessGrant:
+    token: str
+    room_name: str
+    message_id: int
+    joining: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"token": self.token, "roomName": self.room_name,
+                "messageId": str(self.message_id), "joining": self.joining}
+
+
+def new_message_id() -> int:
+    while True:
+        value = secrets.randbits(64)
+        if value:
+            return value
+
+
+def upstream(exc: DailyError) -> UpstreamError:
+    status = 503 if isinstance(exc, (DailyUnavailable, DailyRateLimited)) else 502
+    return UpstreamError(f"Daily: {exc}", status=status)
+
+
+class CallService:
+    def __init__(self, *, store: StateStore, rooms: Rooms, minter: Minter, outbox: Outbox,
+                 start_grace: float = 300.0, start_deadline: float = 10.0,
+                 clock: Callable[[], float] = time.time, observer: CallObserver | None = None) -> None:
+        self._store = store
+        self._rooms = rooms
+        self._minter = minter
+        self._outbox = outbox
+        self._start_grace = start_grace
+        self._start_deadline = start_deadline
+        self._clock = clock
+        self._observer = observer
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._empty_polls: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ending: set[str] = set()
+
+    @property
+    def calls(self) -> Mapping[str, Call]:
+        return self._store.calls
+
+    @asynccontextmanager
+    async def _room_lock(self, room: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(room, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[room] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock_now, users_now = self._locks[room]
+            if users_now <= 1:
+                del self._locks[room]
+            else:
+                self._locks[room] = (lock_now, users_now - 1)
+
+    # -- start and join ----------------------------------------------------------------------
+    async def access(self, claims: VideoCallClaims, initiator: Initiator) -> AccessGrant:
+        room = room_name(claims.chat)
+        call = self._store.calls.get(room)
+        if call is not None and call.state is not CallState.ENDING:
+            return await self._grant(call, claims.user_id, initiator, joining=True)
+        if claims.claim_type is not ClaimType.START:
+            raise NoMeetingToJoin()
+        async with self._room_lock(room):
+            call = self._store.calls.get(room)
+            if call is not None and call.state is not CallState.ENDING:
+                return await self._grant(call, claims.user_id, initiator, joining=True)
+            call = await self._start(room, claims, initiator)
+        return await self._grant(call, claims.user_id, initiator, joining=False)
+
+    async def _start(self, room: str, claims: VideoCallClaims, initiator: Initiator) -> Call:
+        now = self._clock()
+        exp = int(now) + room_lifetime(claims.is_diamond)
+        properties = room_properties(claims.call_type, nbf=int(now), exp=exp)
+        try:
+            try:
+                await self._rooms.create_room(room, properties=properties, deadline=self._start_deadline)
+                reused = False
+            except DailyRoomExists:
+                # left over from an earlier call: refresh it so its old expiry cannot cut this call short
+                await self._rooms.update_room(room, properties=properties, deadline=self._start_deadline)
+                reused = True
+        except DailyError as exc:
+            log.warning("call_start_failed", room=room, error=str(exc))
+            raise upstream(exc) from None
+        call = Call(room_name=room, message_id=new_message_id(), chat=claims.chat,
+                    call_type=claims.call_type, started_by=claims.user_id, initiator=initiator,
+                    is_diamond=claims.is_diamond, state=CallState.STARTING, created_at=now,
+                    room_exp=exp)
+        await self._store.commit(Change(put_calls=[call], add_notifications=self._outbox.plan_start(call)))
+        self._outbox.wake()
+        self._empty_polls.pop(room, None)
+        if self._observer:
+            self._observer.call_started()
+        log.info("call_started", room=room, message_id=str(call.message_id), chat_kind=call.chat.kind.value,
+                 call_type=call.call_type.value, room_reused=reused, room_exp=exp)
+        return call
+
+    async def _grant(self, call: Call, user_id: str, initiator: Initiator, *, joining: bool) -> AccessGrant:
+        grant = TokenGrant(room_name=call.room_name, user_id=user_id, user_name=initiator.username,
+                           owner=user_id == call.started_by,
+                           broadcast=call.call_type is CallType.BROADCAST, exp=call.room_exp)
+        try:
+            token = await self._minter.mint(grant)
+        except DailyError as exc:
+            raise upstream(exc) from None
+        return AccessGrant(token=token, room_name=call.room_name, message_id=call.message_id, joining=joining)
+
+    # -- ending ------------------------------------------------------------------------------
+    async def request_end(self, claims: VideoCallClaims) -> dict[str, Any]:
+        """`POST /room/end_meeting`: end only if nobody else is still in the room."""
+        room = room_name(claims.chat)
+        call = self._store.calls.get(room)
+        if call is None or call.state is CallState.ENDING:
+            return {"ended": False, "roomName": room, "reason": "no call in progress"}
+        try:
+            present = len(await self._rooms.room_presence(room, deadline=5.0))
+        except DailyError as exc:
+            log.warning("end_meeting_presence_failed", room=room, error=str(exc))
+            return {"ended": False, "roomName": room,
+                    "reason": "could not check the room; the call ends when it is empty"}
+        if present > 1:
+            return {"ended": False, "roomName": room, "participants": present,
+                    "reason": "others are still in the call"}
+        await self.end_call(room, "end_meeting")
+        return {"ended": True, "roomName": room}
+
+    async def end_call(self, room: str, reason: str) -> bool:
+        """Queue the end notification(s), delete the Daily room, drop the call. Idempotent."""
+        async with self._room_lock(room):
+            call = self._store.calls.get(room)
+            if call is None:
+                return False
+            if call.state is not CallState.ENDING:
+                change = self._outbox.plan_end(call)
+                change.put_calls.append(call.evolve(state=CallState.ENDING))
+                await self._store.commit(change)
+                self._outbox.wake()
+                self._empty_polls.pop(room, None)
+                if self._observer:
+                    self._observer.call_ended(reason)
+                log.info("call_ended", room=room, message_id=str(call.message_id), reason=reason,
+                         duration=round(self._clock() - call.created_at, 1))
+            try:
+                await self._rooms.delete_room(room)
+            except DailyNotFound:
+                pass
+            except DailyError as exc:
+                log.warning("room_delete_failed", room=room, error=str(exc), retry="next poll")
+                return True
+            await self._store.commit(Change(drop_calls=[room]))
+        return True
+
+    def end_soon(self, room: str, reason: str) -> None:
+        """End in the background (webhooks and the poller must not wait for Daily)."""
+        if room in self._ending:
+            return
+        self._ending.add(room)
+        task = asyncio.create_task(self.end_call(room, reason), name=f"end-{room}")
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._finished(room, t))
+
+    def _finished(self, room: str, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._ending.discard(room)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call_end_failed", error=str(task.exception())[:200])
+
+    async def drain(self) -> None:
+        """Wait for background ends (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- what Daily tells us -----------------------------------------------------------------
+    async def mark_live(self, room: str) -> None:
+        call = self._store.calls.get(room)
+        self._empty_polls.pop(room, None)
+        if call is None or call.state is not CallState.STARTING:
+            return
+        async with self._room_lock(room):
+            call = self._store.calls.get(room)
+            if call is not None and call.state is CallState.STARTING:
+                await self._store.commit(Change(put_calls=[call.evolve(state=CallState.LIVE,
+                                                                       last_seen_at=self._clock())]))
+                log.info("call_live", room=room, message_id=str(call.message_id))
+
+    async def reconcile(self, occupancy: Mapping[str, int]) -> None:
+        """Apply one presence poll: `occupancy` maps room name -> participants present."""
+        now = self._clock()
+        went_live: list[Call] = []
+        for room, call in list(self._store.calls.items()):
+            if call.state is CallState.ENDING:
+                self.end_soon(room, "retry")  # the room delete did not get through earlier
+                continue
+            if call.room_exp + EXPIRY_MARGIN <= now:
+                self.end_soon(room, "expired")
+            elif occupancy.get(room, 0) > 0:
+                self._empty_polls.pop(room, None)
+                if call.state is CallState.STARTING:
+                    went_live.append(call.evolve(state=CallState.LIVE, last_seen_at=now))
+            elif call.state is CallState.LIVE:
+                empty = self._empty_polls.get(room, 0) + 1
+                self._empty_polls[room] = empty
+                if empty >= EMPTY_POLLS_TO_END:
+                    self.end_soon(room, "empty")
+            elif now - call.created_at > self._start_grace:
+                self.end_soon(room, "never_joined")
+        if went_live:
+            # each under its room lock; the store's group commit still makes it one write
+            await asyncio.gather(*(self.mark_live(call.room_name) for call in went_live))
+
+    def resume(self) -> None:
+        """After a restart: finish ends that were interrupted."""
+        for room, call in self._store.calls.items():
+            if call.state is CallState.ENDING:
+                self.end_soon(room, "resume")

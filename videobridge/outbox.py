@@ -1,0 +1,177 @@
+"""Durable delivery of OpenChat notifications (IC update calls).
+
+Notifications are written to the state file in the same write as the call change that caused
+them, then delivered by one worker task: oldest first per call (message id), transport errors
+and timeouts retried with capped exponential backoff and jitter, any IC reply settles them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from videobridge.models import Call, Notification, NotificationKind
+from videobridge.store import Change, StateStore
+
+log = structlog.get_logger("videobridge.outbox")
+
+
+class OutboxObserver(Protocol):
+    def notification_done(self, kind: str, outcome: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    initial: float = 1.0
+    maximum: float = 300.0
+    factor: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        cap = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
+        return random.uniform(cap / 2, cap)  # "equal jitter": never retries in lockstep, never zero
+
+
+def outcome_label(outcome: object) -> tuple[str, dict[str, Any]]:
+    """Map a notifier outcome to a metric label and log fields."""
+    name = type(outcome).__name__
+    if name == "Delivered":
+        reply = getattr(outcome, "reply", None)
+        if type(reply).__name__ in ("Success", "ReplySuccess"):
+            return "success", {}
+        return "error", {"code": getattr(reply, "code", None), "reason": getattr(reply, "message", None)}
+    if name == "Rejected":
+        return "rejected", {"code": getattr(outcome, "code", None), "reason": getattr(outcome, "message", None)}
+    if name == "Skipped":
+        return "skipped", {}
+    return name.lower(), {}
+
+
+class Outbox:
+    def __init__(self, *, store: StateStore, notifier: Any, clock: Callable[[], float] = time.time,
+                 retry: RetryPolicy = RetryPolicy(), concurrency: int = 16,
+                 observer: OutboxObserver | None = None) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._clock = clock
+        self._retry = retry
+        self._concurrency = concurrency
+        self._observer = observer
+        self._wake = asyncio.Event()
+        self._in_flight: set[int] = set()  # message ids being delivered
+        self._attempts: dict[int, int] = {}  # seq -> failed attempts (memory only: restarts retry at once)
+        self._not_before: dict[int, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.delivered = 0
+
+    # -- planning (called by the call service, inside its per-room lock) -----------------------
+    def plan_start(self, call: Call) -> list[Notification]:
+        from videobridge.notifier.routing import plan_start
+
+        return plan_start(call, first_seq=self._store.allocate_seq(2), now=self._clock())
+
+    def plan_end(self, call: Call) -> Change:
+        """End notifications for a call; if its start never got out, cancel both instead."""
+        from videobridge.notifier.routing import plan_end
+
+        pending_start = [n.seq for n in self._store.outbox.values()
+                         if n.message_id == call.message_id and n.kind is NotificationKind.START]
+        if pending_start and call.message_id not in self._in_flight:
+            for _ in pending_start:
+                self._count("start", "cancelled")
+            log.info("notification_cancelled", room=call.room_name, message_id=str(call.message_id),
+                     reason="call ended before its start reached OpenChat")
+            return Change(settle_notifications=pending_start)
+        notes = plan_end(call, first_seq=self._store.allocate_seq(2), now=self._clock())
+        return Change(add_notifications=notes)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- observation -------------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        return len(self._store.outbox)
+
+    def oldest_age(self) -> float:
+        oldest = next(iter(self._store.outbox.values()), None)
+        return max(0.0, self._clock() - oldest.created_at) if oldest else 0.0
+
+    # -- the worker --------------------------------------------------------------------------
+    def _due(self, now: float) -> tuple[list[Notification], float | None]:
+        heads: dict[int, Notification] = {}
+        for note in self._store.outbox.values():  # ordered by seq
+            heads.setdefault(note.message_id, note)
+        due: list[Notification] = []
+        next_at: float | None = None
+        for message_id, note in heads.items():
+            if message_id in self._in_flight:
+                continue
+            at = self._not_before.get(note.seq, 0.0)
+            if at <= now:
+                due.append(note)
+            else:
+                next_at = at if next_at is None else min(next_at, at)
+        return due, next_at
+
+    async def run(self) -> None:
+        if self._store.outbox:
+            log.info("outbox_resumed", depth=self.depth)
+        try:
+            while True:
+                self._wake.clear()
+                due, next_at = self._due(self._clock())
+                for note in due[: max(0, self._concurrency - len(self._in_flight))]:
+                    self._in_flight.add(note.message_id)
+                    task = asyncio.create_task(self._deliver(note), name=f"notify-{note.seq}")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                timeout = None if next_at is None else max(0.0, next_at - self._clock())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _deliver(self, note: Notification) -> None:
+        from videobridge.notifier import TransientNotifyError
+
+        fields = {"room": note.room_name, "message_id": str(note.message_id), "method": note.method,
+                  "canister": note.canister_id, "seq": note.seq}
+        try:
+            try:
+                outcome = await self._notifier.send(note)
+            except TransientNotifyError as exc:
+                attempt = self._attempts.get(note.seq, 0) + 1
+                self._attempts[note.seq] = attempt
+                delay = self._retry.delay(attempt)
+                self._not_before[note.seq] = self._clock() + delay
+                self._count(note.kind.value, "retry")
+                log.warning("notification_retry", attempt=attempt, retry_in=round(delay, 2),
+                            error=str(exc)[:200], **fields)
+                return
+            label, extra = outcome_label(outcome)
+            await self._store.commit(Change(settle_notifications=[note.seq]))
+            self._attempts.pop(note.seq, None)
+            self._not_before.pop(note.seq, None)
+            self.delivered += 1
+            self._count(note.kind.value, label)
+            level = log.info if label in ("success", "skipped") else log.warning
+            level("notification_settled", outcome=label, **extra, **fields)
+        except Exception:  # noqa: BLE001 - a bug here must not stop deliveries for other calls
+            log.exception("notification_failed", **fields)
+            self._not_before[note.seq] = self._clock() + self._retry.delay(self._attempts.get(note.seq, 1))
+        finally:
+            self._in_flight.discard(note.message_id)
+            self._wake.set()
+
+    def _count(self, kind: str, outcome: str) -> None:
+        if self._observer is not None:
+            self._observer.notification_done(kind, outcome)

@@ -1,0 +1,219 @@
+"""The state store: one TinyDB file, one writer, an in-memory view for every read.
+
+The call service owns call state; this module only makes its changes durable. Changes are
+group-committed: concurrent `commit()` calls that arrive while a write is in flight share the
+next write. A commit returns only after its data is on disk (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from tinydb import TinyDB
+from tinydb.table import Document
+
+from videobridge.errors import StateError, StateLocked
+from videobridge.models import Call, Notification
+from videobridge.storage import AtomicJSONStorage
+
+CALLS = "calls"
+OUTBOX = "outbox"
+
+
+@dataclass(slots=True)
+class Change:
+    """What one logical step changes; applied in one durable write."""
+
+    put_calls: list[Call] = field(default_factory=list)
+    drop_calls: list[str] = field(default_factory=list)
+    add_notifications: list[Notification] = field(default_factory=list)
+    settle_notifications: list[int] = field(default_factory=list)  # seqs
+
+    def __bool__(self) -> bool:
+        return bool(self.put_calls or self.drop_calls or self.add_notifications or self.settle_notifications)
+
+
+def _load(db: TinyDB) -> tuple[dict[str, Call], dict[int, Notification], dict[str, int]]:
+    calls: dict[str, Call] = {}
+    call_ids: dict[str, int] = {}
+    for doc in db.table(CALLS).all():
+        call = Call.from_json(dict(doc))
+        calls[call.room_name] = call
+        call_ids[call.room_name] = doc.doc_id
+    outbox = {n.seq: n for n in (Notification.from_json(dict(d)) for d in db.table(OUTBOX).all())}
+    return calls, dict(sorted(outbox.items())), call_ids
+
+
+def read_state(path: Path) -> tuple[dict[str, Call], dict[int, Notification]]:
+    """Read the state file without taking the lock (safe: writes replace the file atomically)."""
+    if not path.exists():
+        return {}, {}
+    db = TinyDB(path, storage=AtomicJSONStorage, read_only=True)
+    try:
+        calls, outbox, _ = _load(db)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateError(f"state file {path}: unexpected content ({exc.__class__.__name__})") from exc
+    return calls, outbox
+
+
+class StateStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_file: IO[str] | None = None
+        self._db: TinyDB | None = None
+        self._storage: AtomicJSONStorage | None = None
+        self.calls: dict[str, Call] = {}
+        self.outbox: dict[int, Notification] = {}
+        self._call_ids: dict[str, int] = {}
+        self._next_call_id = 1
+        self._next_seq = 1
+        self._pending: list[tuple[Change, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.writes = 0  # durable writes done (for tests and benchmarks)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = open(lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StateLocked(f"state file {self.path} is in use by another videobridge process") from None
+        self._lock_file = handle
+        try:
+            self._db = TinyDB(self.path, storage=AtomicJSONStorage)
+            self._storage = self._db.storage  # type: ignore[assignment]
+            self.calls, self.outbox, self._call_ids = _load(self._db)
+        except (KeyError, TypeError, ValueError) as exc:
+            self.close()
+            raise StateError(f"state file {self.path}: unexpected content ({exc.__class__.__name__})") from exc
+        except StateError:
+            self.close()
+            raise
+        self._next_call_id = max(self._call_ids.values(), default=0) + 1
+        self._next_seq = max(self.outbox, default=0) + 1
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    async def aclose(self) -> None:
+        """Wait for in-flight writes, then release the file."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._writer)
+        self.close()
+
+    def allocate_seq(self, count: int = 1) -> int:
+        first = self._next_seq
+        self._next_seq += count
+        return first
+
+    # -- writes ------------------------------------------------------------------------------
+    async def commit(self, change: Change) -> None:
+        if not change:
+            return
+        if self._db is None:
+            raise StateError("state store is not open")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((change, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="state-writer")
+        await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            changes = [change for change, _ in batch]
+            try:
+                call_ids, next_id = await asyncio.to_thread(self._write, changes)
+            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+                error = exc if isinstance(exc, StateError) else StateError(f"state write failed: {exc}")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            self._call_ids, self._next_call_id = call_ids, next_id
+            self.writes += 1
+            for change in changes:
+                self._apply_view(change)
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+    def _apply_view(self, change: Change) -> None:
+        for call in change.put_calls:
+            self.calls[call.room_name] = call
+        for room in change.drop_calls:
+            self.calls.pop(room, None)
+        for note in change.add_notifications:
+            self.outbox[note.seq] = note
+        for seq in change.settle_notifications:
+            self.outbox.pop(seq, None)
+
+    def _write(self, changes: Iterable[Change]) -> tuple[dict[str, int], int]:
+        """Runs in a worker thread; touches only the TinyDB storage and local copies."""
+        assert self._db is not None and self._storage is not None
+        put: dict[str, Call] = {}
+        drop: set[str] = set()
+        add: dict[int, Notification] = {}
+        settle: set[int] = set()
+        for change in changes:
+            for call in change.put_calls:
+                put[call.room_name] = call
+                drop.discard(call.room_name)
+            for room in change.drop_calls:
+                put.pop(room, None)
+                drop.add(room)
+            for note in change.add_notifications:
+                add[note.seq] = note
+            for seq in change.settle_notifications:
+                if add.pop(seq, None) is None:
+                    settle.add(seq)
+        call_ids = dict(self._call_ids)
+        next_id = self._next_call_id
+        stale = [call_ids.pop(room) for room in (*put, *drop) if room in call_ids]
+        docs = []
+        for room, call in put.items():
+            call_ids[room] = next_id
+            docs.append(Document(call.to_json(), doc_id=next_id))
+            next_id += 1
+        calls, outbox = self._db.table(CALLS), self._db.table(OUTBOX)
+        with self._storage.batch():
+            if stale:
+                calls.remove(doc_ids=stale)
+            if docs:
+                calls.insert_multiple(docs)
+            if settle:
+                outbox.remove(doc_ids=list(settle))
+            if add:
+                outbox.insert_multiple(Document(n.to_json(), doc_id=n.seq) for n in add.values())
+        return call_ids, next_id
+
+
+def summarize(calls: Mapping[str, Call]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for call in calls.values():
+        counts[call.state.value] = counts.get(call.state.value, 0) + 1
+    return counts
+
+
+def state_file_size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
