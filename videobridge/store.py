@@ -79,6 +79,10 @@ class StateStore:
         self.writes = 0  # durable writes done (for tests and benchmarks)
 
     # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")

@@ -1,0 +1,87 @@
+"""Shared fixtures: a Daily emulator over real HTTP, a dev OpenChat signer, the bridge app."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from helpers import ADMIN_TOKEN, HOOK_SECRET, RecordingNotifier
+
+from videobridge.config import Settings
+from videobridge.devjwt import DevSigner
+from videobridge.emulator import DailyEmulator
+from videobridge.web import make_app
+
+
+@pytest.fixture(name="signer", scope="session")
+def _signer() -> DevSigner:
+    return DevSigner()
+
+
+@pytest.fixture(name="other_signer", scope="session")
+def _other_signer() -> DevSigner:
+    return DevSigner()
+
+
+@pytest.fixture(name="api_key")
+def _api_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture(name="emulator")
+async def _emulator(api_key: str) -> AsyncIterator[DailyEmulator]:
+    emulator = DailyEmulator(api_key=api_key)
+    await emulator.start("127.0.0.1", 0)
+    yield emulator
+    await emulator.stop()
+
+
+@pytest.fixture(name="settings")
+def _settings(tmp_path: Path, emulator: DailyEmulator, api_key: str, signer: DevSigner) -> Settings:
+    return Settings(
+        daily_api_key=api_key,
+        daily_api_url=emulator.url,
+        daily_hook_hmac=HOOK_SECRET,
+        oc_public=signer.public_pem,
+        state_path=tmp_path / "state.json",
+        presence_interval=3600.0,  # tests drive polls themselves unless they shorten this
+        start_grace=300.0,
+        admin_token=ADMIN_TOKEN,
+    )
+
+
+@pytest.fixture(name="notifier")
+def _notifier() -> RecordingNotifier:
+    return RecordingNotifier()
+
+
+BridgeFactory = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture(name="make_bridge")
+async def _make_bridge(settings: Settings, notifier: RecordingNotifier) -> AsyncIterator[BridgeFactory]:
+    clients: list[TestClient] = []
+
+    async def make(**changes: Any) -> TestClient:
+        chosen_notifier = changes.pop("notifier", notifier)
+        app = make_app(replace(settings, **changes), notifier=chosen_notifier)
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture(name="bridge")
+async def _bridge(make_bridge: BridgeFactory) -> TestClient:
+    return await make_bridge()
+
+

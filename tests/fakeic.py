@@ -1,0 +1,539 @@
+"""A fake IC boundary node for tests: real HTTP on 127.0.0.1, real envelopes, real signatures.
+
+It follows reference/ic.md §2.2 and is deliberately independent of the code under test: the
+request id is recomputed with its own representation-independent hash, signatures are checked
+with `ecdsa`, and the expected argument types come from the Candid *text* in openchat.md §3.3
+(parsed by icp-py-core's DID loader, not the hand-built types in videobridge.notifier.candid),
+compared field for field against the type table on the wire.
+
+    with FakeIC() as fake:                      # or the `fake_ic` fixture below
+        fake.add_canister(group_id, CanisterKind.GROUP)
+        fake.operators = {principal_text}       # everyone else gets a non_replicated_rejection
+        fake.reply = Error(101, "Video call type not allowed")   # default Success()
+        ... IcNotifier(ic_url=fake.url, ...) ...
+        fake.calls[0].args  ->  {"message_id": 7, "initiator": "...", "call_type": "Default", ...}
+        fake.go_down() / fake.hang() / fake.fail_with(503) / fake.heal()
+
+Served by a ThreadingHTTPServer in a daemon thread, so it works from async tests, sync tests and
+CLI tests that run their own event loop. HTTP/1.1 with keep-alive, like a boundary node, so
+clients' connection pools are exercised; go_down() and stop() also cut open connections.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import cbor2
+import ecdsa
+import pytest
+from ecdsa.util import sigdecode_string
+from icp_candid import DIDLoader, Types, decode, encode
+from icp_candid.candid import LEB128, OptClass, Pipe, RecClass, RecordClass, TypeIds, VariantClass, VecClass
+
+from videobridge.models import CanisterKind
+from videobridge.notifier.candid import Error, Reply, Success
+from videobridge.principal import bytes_to_principal, principal_to_bytes
+
+_PRELUDE = """
+type MessageId = nat64; type Milliseconds = nat64; type UserId = principal; type ChannelId = nat32;
+type VideoCallType = variant { Broadcast; Default };
+type OCError = record { nat16; opt text };
+type UnitResult = variant { Success; Error : OCError };
+"""
+_START_FIELDS = """message_id : MessageId; initiator : UserId; initiator_username : text;
+    initiator_display_name : opt text; max_duration : opt Milliseconds; call_type : VideoCallType"""
+DIDS = {
+    CanisterKind.USER: _PRELUDE + f"""service : {{
+  start_video_call_v2 : (record {{ {_START_FIELDS}; initiator_avatar_id : opt nat }}) -> (UnitResult);
+  end_video_call_v2 : (record {{ user_id : UserId; message_id : MessageId }}) -> (UnitResult);
+}}""",
+    CanisterKind.GROUP: _PRELUDE + f"""service : {{
+  start_video_call_v2 : (record {{ {_START_FIELDS} }}) -> (UnitResult);
+  end_video_call_v2 : (record {{ message_id : MessageId }}) -> (UnitResult);
+}}""",
+    CanisterKind.COMMUNITY: _PRELUDE + f"""service : {{
+  start_video_call_v2 : (record {{ channel_id : ChannelId; {_START_FIELDS} }}) -> (UnitResult);
+  end_video_call_v2 : (record {{ channel_id : ChannelId; message_id : MessageId }}) -> (UnitResult);
+}}""",
+}
+_METHODS = {kind: DIDLoader().load_did_source(did)["methods"] for kind, did in DIDS.items()}
+
+MAX_EXPIRY_NS = (5 * 60 + 30) * 1_000_000_000  # 5 minutes plus clock skew, as the replica allows
+_ROUTE = re.compile(r"^/api/v([234])/canister/([a-z0-9-]+)/(call|read_state)$")
+_SECP256K1_SPKI_PREFIX = bytes.fromhex("3056301006072a8648ce3d020106052b8104000a034200")
+
+
+@dataclass(frozen=True)
+class FakeCall:
+    """One accepted update call, with the argument decoded to plain Python (as in Notification.args)."""
+
+    canister_id: str
+    kind: CanisterKind
+    method: str
+    args: dict[str, Any]
+    sender: str
+    request_id: bytes
+
+
+@dataclass(frozen=True)
+class Trap:
+    """Configure as `fake.reply` to make the canister trap (a certified reject, code 5)."""
+
+    message: str = "canister trapped"
+
+
+FakeReply = Reply | Trap
+
+
+@dataclass
+class _Outcome:
+    status: str  # "replied" | "rejected"
+    reply: bytes = b""
+    reject_code: int = 0
+    reject_message: str = ""
+    error_code: str = ""
+
+
+class _Refusal(Exception):
+    def __init__(self, http_status: int, message: str) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+
+
+def generate_pem() -> str:
+    """A fresh secp256k1 key as a bare SEC1 PEM (the form agent-js and `OC_IDENTITY` use)."""
+    return ecdsa.SigningKey.generate(curve=ecdsa.SECP256k1).to_pem(format="ssleay").decode()
+
+
+def principal_of_pem(pem: str) -> str:
+    der = ecdsa.SigningKey.from_pem(pem).get_verifying_key().to_der()
+    return bytes_to_principal(hashlib.sha224(der).digest() + b"\x02")
+
+
+# ---- representation-independent hash (request ids) ----
+
+def _hash_value(value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(bytes(value)).digest()
+    if isinstance(value, str):
+        return hashlib.sha256(value.encode()).digest()
+    if isinstance(value, bool) or not isinstance(value, (int, list, dict)):
+        raise _Refusal(400, f"cannot hash a {type(value).__name__} in the request content")
+    if isinstance(value, int):
+        return hashlib.sha256(LEB128.encode_u(value)).digest()
+    if isinstance(value, list):
+        return hashlib.sha256(b"".join(_hash_value(v) for v in value)).digest()
+    return request_id(value)
+
+
+def request_id(content: dict[str, Any]) -> bytes:
+    pairs = sorted(hashlib.sha256(k.encode()).digest() + _hash_value(v) for k, v in content.items())
+    return hashlib.sha256(b"".join(pairs)).digest()
+
+
+# ---- certificates (IC hash trees; the signature is junk: clients run with verification off) ----
+
+def _tree(mapping: dict[bytes, Any]) -> list[Any]:
+    nodes: list[Any] = [[2, label, _tree(v) if isinstance(v, dict) else [3, v]]
+                        for label, v in sorted(mapping.items())]
+    if not nodes:
+        return [0]
+    while len(nodes) > 1:
+        nodes = [[1, nodes[i], nodes[i + 1]] if i + 1 < len(nodes) else nodes[i]
+                 for i in range(0, len(nodes), 2)]
+    return nodes[0]
+
+
+def _certificate(statuses: dict[bytes, _Outcome]) -> bytes:
+    entries: dict[bytes, Any] = {}
+    for rid, out in statuses.items():
+        if out.status == "replied":
+            entries[rid] = {b"status": b"replied", b"reply": out.reply}
+        else:
+            entries[rid] = {b"status": b"rejected", b"reject_code": LEB128.encode_u(out.reject_code),
+                            b"reject_message": out.reject_message.encode(),
+                            b"error_code": out.error_code.encode()}
+    tree = _tree({b"request_status": entries, b"time": LEB128.encode_u(time.time_ns())})
+    return cbor2.dumps({"tree": tree, "signature": b"\x00" * 48})
+
+
+# ---- strict Candid shape check against the wire type table ----
+
+def _idl_hash(label: str | int) -> int:
+    if isinstance(label, int) or label.isdigit():
+        return int(label)
+    h = 0
+    for byte in label.encode():
+        h = (h * 223 + byte) % 2**32
+    return h
+
+
+def _shape(t: Any) -> str:
+    if isinstance(t, RecClass):
+        return _shape(t.get_type())
+    if isinstance(t, OptClass):
+        return f"opt {_shape(t._type)}"
+    if isinstance(t, VecClass):
+        return f"vec {_shape(t._type)}"
+    if isinstance(t, (RecordClass, VariantClass)):
+        kind = "record" if isinstance(t, RecordClass) else "variant"
+        fields = sorted((_idl_hash(name), _shape(ft)) for name, ft in t._field_map.values())
+        return f"{kind} {{{'; '.join(f'{h}:{s}' for h, s in fields)}}}"
+    return str(t.name)
+
+
+def _wire_types(data: bytes) -> list[Any]:
+    """The argument types as declared in the DIDL type table (only what these methods use)."""
+    if data[:4] != b"DIDL":
+        raise ValueError("argument is not DIDL")
+    pipe = Pipe(data[4:])
+    table = [Types.Rec() for _ in range(LEB128.decode_u(pipe))]
+
+    def ref(idx: int) -> Any:
+        if idx >= 0:
+            return table[idx]
+        prims = {-1: Types.Null, -3: Types.Nat, -6: Types.Nat16, -7: Types.Nat32, -8: Types.Nat64,
+                 -15: Types.Text, -24: Types.Principal}
+        if idx not in prims:
+            raise ValueError(f"unexpected primitive type {idx}")
+        return prims[idx]
+
+    for entry in table:
+        code = LEB128.decode_i(pipe)
+        if code == TypeIds.Opt.value:
+            entry.fill(Types.Opt(ref(LEB128.decode_i(pipe))))
+        elif code == TypeIds.Vec.value:
+            entry.fill(Types.Vec(ref(LEB128.decode_i(pipe))))
+        elif code in (TypeIds.Record.value, TypeIds.Variant.value):
+            fields = {}
+            for _ in range(LEB128.decode_u(pipe)):
+                label = LEB128.decode_u(pipe)
+                fields[label] = ref(LEB128.decode_i(pipe))
+            entry.fill(Types.Record(fields) if code == TypeIds.Record.value else Types.Variant(fields))
+        else:
+            raise ValueError(f"unexpected type code {code}")
+    return [ref(LEB128.decode_i(pipe)) for _ in range(LEB128.decode_u(pipe))]
+
+
+def _plain(value: Any) -> Any:
+    """icp-py-core decoded values -> the JSON-able form of Notification.args."""
+    if hasattr(value, "to_str"):
+        return value.to_str()
+    if isinstance(value, list):  # only opts occur in these records
+        return value[0] if value else None
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value.values())) is None:
+        return next(iter(value))  # call_type variant
+    return value
+
+
+def decode_call_arg(kind: CanisterKind, method: str, arg: bytes) -> dict[str, Any]:
+    """Decode and strictly type-check one call argument; ValueError when it does not fit."""
+    func = _METHODS[kind].get(method)
+    if func is None:
+        raise LookupError(f"Canister has no update method '{method}'")
+    expected = func.args
+    wire = _wire_types(arg)
+    if [_shape(t) for t in wire] != [_shape(t) for t in expected]:
+        raise ValueError(f"argument type mismatch: wire {[_shape(t) for t in wire]}, "
+                         f"expect {[_shape(t) for t in expected]}")
+    (decoded,) = decode(arg, expected)
+    return {name: _plain(v) for name, v in decoded["value"].items()}
+
+
+def _encode_reply(kind: CanisterKind, method: str, reply: Reply) -> bytes:
+    ret = _METHODS[kind][method].rets[0]
+    if isinstance(reply, Success):
+        value: Any = {"Success": None}
+    else:
+        value = {"Error": [reply.code, [] if reply.message is None else [reply.message]]}
+    return encode([{"type": ret, "value": value}])
+
+
+# ---- the server ----
+
+class FakeIC:
+    """See the module docstring. Thread-safe; all public attributes may be set from tests."""
+
+    def __init__(self, *, operators: set[str] | None = None) -> None:
+        self.operators: set[str] = set(operators or ())
+        self.canisters: dict[str, CanisterKind] = {}
+        # A Reply / Trap, or a function of the FakeCall returning one.
+        self.reply: FakeReply | Callable[[FakeCall], FakeReply] = Success()
+        self.respond_202 = False  # answer /call with 202 and let the client poll read_state
+        self.calls: list[FakeCall] = []
+        self.refused = 0  # non-operator calls (non_replicated_rejection)
+        self.bad_requests: list[str] = []  # HTTP 400 reasons (bad signature, expiry, ...)
+        self.requests = 0  # every HTTP request that reached a handler, in any mode
+        self.mode = "healthy"  # healthy | hang | http_error | down
+        self.http_error_status = 503
+        self.port = 0
+        self._lock = threading.Lock()
+        self._results: dict[bytes, _Outcome] = {}
+        self._release = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- lifecycle and modes --
+
+    def start(self) -> FakeIC:
+        self._serve()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        self._close_server()
+
+    def __enter__(self) -> FakeIC:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def add_canister(self, canister_id: str, kind: CanisterKind) -> None:
+        principal_to_bytes(canister_id)
+        self.canisters[canister_id] = CanisterKind(kind)
+
+    def go_down(self) -> None:
+        """Close the listening socket: connection refused until heal()."""
+        self.mode = "down"
+        self._release.set()
+        self._close_server()
+
+    def hang(self) -> None:
+        """Accept connections and read requests, but never answer (until heal() or stop())."""
+        self._release = threading.Event()
+        self.mode = "hang"
+
+    def fail_with(self, status: int = 503) -> None:
+        """Answer every request with this HTTP status and a text body."""
+        self.http_error_status = status
+        self.mode = "http_error"
+
+    def heal(self) -> None:
+        self.mode = "healthy"
+        self._release.set()
+        if self._server is None:
+            self._serve()
+
+    def _serve(self) -> None:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"fake-ic-{self.port}", daemon=True)
+        self._thread.start()
+
+    def _close_server(self) -> None:
+        server, thread, self._server, self._thread = self._server, self._thread, None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:  # idle keep-alive connections would otherwise keep being served
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # -- request handling (called from handler threads) --
+
+    def _handle_post(self, version: str, canister_id: str, endpoint: str, body: bytes) -> tuple[int, bytes]:
+        try:
+            content = self._authenticate(body)
+            if endpoint == "read_state":
+                return self._read_state(content)
+            return self._call(version, canister_id, content)
+        except _Refusal as exc:
+            with self._lock:
+                self.bad_requests.append(str(exc))
+            return exc.http_status, str(exc).encode()
+
+    def _authenticate(self, body: bytes) -> dict[str, Any]:
+        try:
+            envelope = cbor2.loads(body)
+        except Exception as exc:
+            raise _Refusal(400, f"body is not CBOR: {exc}") from None
+        if isinstance(envelope, cbor2.CBORTag) and envelope.tag == 55799:
+            envelope = envelope.value
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("content"), dict):
+            raise _Refusal(400, "envelope has no content map")
+        content, pubkey, sig = envelope["content"], envelope.get("sender_pubkey"), envelope.get("sender_sig")
+        if not isinstance(pubkey, bytes) or not isinstance(sig, bytes):
+            raise _Refusal(400, "anonymous or unsigned request")
+        if not pubkey.startswith(_SECP256K1_SPKI_PREFIX):
+            raise _Refusal(400, "sender_pubkey is not a secp256k1 SPKI DER key")
+        if content.get("sender") != hashlib.sha224(pubkey).digest() + b"\x02":
+            raise _Refusal(400, "sender does not match sender_pubkey")
+        rid = request_id(content)
+        try:
+            key = ecdsa.VerifyingKey.from_der(pubkey)
+            # Like the replica: accept high-S signatures (malleable verification).
+            ok = key.verify(sig, b"\x0aic-request" + rid, hashfunc=hashlib.sha256, sigdecode=sigdecode_string)
+        except Exception:
+            ok = False
+        if not ok:
+            raise _Refusal(400, "invalid signature")
+        expiry, now = content.get("ingress_expiry"), time.time_ns()
+        if not isinstance(expiry, int) or not now < expiry <= now + MAX_EXPIRY_NS:
+            raise _Refusal(400, "ingress_expiry out of range")
+        content["_request_id"] = rid
+        return content
+
+    def _call(self, version: str, canister_id: str, content: dict[str, Any]) -> tuple[int, bytes]:
+        rid = content.pop("_request_id")
+        if content.get("request_type") != "call":
+            raise _Refusal(400, "request_type is not call")
+        if content.get("canister_id") != principal_to_bytes(canister_id):
+            raise _Refusal(400, "canister_id does not match the URL")
+        sender = bytes_to_principal(content["sender"])
+        kind = self.canisters.get(canister_id)
+        if kind is None:
+            return 200, self._non_replicated(3, f"Canister {canister_id} not found", "IC0301")
+        method = content.get("method_name")
+        if sender not in self.operators:  # OpenChat's inspect_message refuses non-operators
+            with self._lock:
+                self.refused += 1
+            return 200, self._non_replicated(5, f"Canister {canister_id} rejected the message: "
+                                             "caller is not a video call operator", "IC0406")
+        try:
+            args = decode_call_arg(kind, str(method), bytes(content.get("arg", b"")))
+        except LookupError as exc:
+            outcome = _Outcome("rejected", reject_code=3, reject_message=str(exc), error_code="IC0536")
+        except Exception as exc:
+            outcome = _Outcome("rejected", reject_code=5, error_code="IC0503",
+                               reject_message=f"Canister {canister_id} trapped: failed to decode "
+                                              f"call arguments: {exc}")
+        else:
+            call = FakeCall(canister_id, kind, str(method), args, sender, rid)
+            with self._lock:
+                self.calls.append(call)
+            reply = self.reply(call) if callable(self.reply) else self.reply
+            if isinstance(reply, Trap):
+                outcome = _Outcome("rejected", reject_code=5, error_code="IC0503",
+                                   reject_message=f"Canister {canister_id} trapped: {reply.message}")
+            else:
+                outcome = _Outcome("replied", reply=_encode_reply(kind, str(method), reply))
+        with self._lock:
+            self._results[rid] = outcome
+        if version == "2" or self.respond_202:
+            return 202, b""
+        return 200, cbor2.dumps({"status": "replied", "certificate": _certificate({rid: outcome})})
+
+    def _read_state(self, content: dict[str, Any]) -> tuple[int, bytes]:
+        content.pop("_request_id")
+        paths = content.get("paths")
+        if content.get("request_type") != "read_state" or not isinstance(paths, list):
+            raise _Refusal(400, "not a read_state request")
+        wanted: dict[bytes, _Outcome] = {}
+        for path in paths:
+            if len(path) >= 2 and path[0] == b"request_status":
+                with self._lock:
+                    outcome = self._results.get(bytes(path[1]))
+                if outcome is not None:
+                    wanted[bytes(path[1])] = outcome
+        return 200, cbor2.dumps({"certificate": _certificate(wanted)})
+
+    @staticmethod
+    def _non_replicated(code: int, message: str, error_code: str) -> bytes:
+        return cbor2.dumps({"status": "non_replicated_rejection", "reject_code": code,
+                            "reject_message": message, "error_code": error_code})
+
+    def status_body(self) -> bytes:
+        # A syntactically valid BLS root key DER with a dummy key (nobody verifies it here).
+        root_key = bytes.fromhex("308182301d060d2b0601040182dc7c0503010201060c2b0601040182dc7c05030201036100")
+        return cbor2.dumps({"ic_api_version": "0.18.0", "impl_version": "fake-ic",
+                            "root_key": root_key + b"\x00" * 96, "replica_health_status": "healthy"})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeIC
+    server_version = "fake-ic/1"
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        with self.fake._lock:
+            self.fake._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.fake._lock:
+            self.fake._connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
+        return None
+
+    def _prelude(self) -> bool:
+        """Count the request and apply the failure modes; True when the request was handled."""
+        fake = self.fake
+        with fake._lock:
+            fake.requests += 1
+        if fake.mode == "hang":
+            fake._release.wait(timeout=60)
+            self.close_connection = True
+            return True
+        if fake.mode == "http_error":
+            self._send(fake.http_error_status, b"fake IC failure", "text/plain")
+            return True
+        return False
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/cbor") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self._prelude():
+            return
+        if self.path == "/api/v2/status":
+            self._send(200, self.fake.status_body())
+        else:
+            self._send(404, b"not found", "text/plain")
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        if self._prelude():
+            return
+        match = _ROUTE.match(self.path)
+        if match is None:
+            self._send(404, b"not found", "text/plain")
+            return
+        version, canister_id, endpoint = match.groups()
+        try:
+            principal_to_bytes(canister_id)
+        except ValueError:
+            self._send(400, b"bad canister id", "text/plain")
+            return
+        status, payload = self.fake._handle_post(version, canister_id, endpoint, body)
+        self._send(status, payload, "application/cbor" if status in (200, 202) else "text/plain")
+
+
+@pytest.fixture
+def fake_ic() -> Iterator[FakeIC]:
+    """A running FakeIC, stopped after the test (import it into a test module or conftest)."""
+    with FakeIC() as fake:
+        yield fake

@@ -1,0 +1,71 @@
+"""Constants and helpers shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from videobridge.devjwt import DevSigner
+from videobridge.models import Notification
+from videobridge.web import BRIDGE
+
+ALICE = "724ke-xyaaa-aaaan-ayptq-cai"
+BOB = "hut2x-yaaaa-aaaaq-bi6za-cai"
+CAROL = "rdmx6-jaaaa-aaaaa-aaadq-cai"
+GROUP = "ll4qc-niaaa-aaaap-qvfoq-cai"
+COMMUNITY = "3v2qj-5qaaa-aaaar-q2qoa-cai"
+HOOK_SECRET = b"videobridge-test-webhook-secret!"
+ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+
+
+class RecordingNotifier:
+    """Stands in for the IC where a test is not about the IC: records every send."""
+
+    def __init__(self) -> None:
+        self.sent: list[Notification] = []
+
+    async def send(self, note: Notification) -> Any:
+        from videobridge.notifier import Skipped
+
+        self.sent.append(note)
+        return Skipped()
+
+    async def close(self) -> None:
+        pass
+
+
+def bridge_of(client: TestClient) -> Any:
+    return client.server.app[BRIDGE]
+
+
+def start_token(signer: DevSigner, user: str = ALICE, chat: dict[str, Any] | None = None, *,
+                call_type: str = "Default", diamond: bool = False) -> str:
+    return signer.video_call_token("StartVideoCall", user_id=user, chat_id=chat or {"Group": GROUP},
+                                   call_type=call_type, is_diamond=diamond)
+
+
+def join_token(signer: DevSigner, user: str = BOB, chat: dict[str, Any] | None = None) -> str:
+    return signer.video_call_token("JoinVideoCall", user_id=user, chat_id=chat or {"Group": GROUP})
+
+
+def end_token(signer: DevSigner, user: str = ALICE, chat: dict[str, Any] | None = None) -> str:
+    return signer.video_call_token("MarkVideoCallAsEnded", user_id=user, chat_id=chat or {"Group": GROUP})
+
+
+async def get_token(client: TestClient, jwt: str, **query: str) -> tuple[int, dict[str, Any]]:
+    params = {"initiator-username": "alice", **query}
+    async with client.get("/room/meeting_access_token", params=params, headers={"x-auth-jwt": jwt}) as resp:
+        return resp.status, await resp.json()
+
+
+def signed_hook(body: bytes, *, secret: bytes = HOOK_SECRET, timestamp: float | None = None) -> dict[str, str]:
+    import hashlib
+    import hmac
+
+    ts = str(int(time.time() if timestamp is None else timestamp))
+    mac = hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).digest()
+    return {"X-Webhook-Timestamp": ts, "X-Webhook-Signature": base64.b64encode(mac).decode(),
+            "Content-Type": "application/json"}

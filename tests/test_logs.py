@@ -1,0 +1,216 @@
+"""Log lines: one JSON object per line, secrets never rendered, one access line per request."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from videobridge.logs import (
+    REDACTED,
+    access_line,
+    configure_logging,
+    get_logger,
+    parse_level,
+    redact_value,
+    reset_logging,
+    stream_is_journal,
+)
+
+# Shaped like the real thing, but not a valid token for anything.
+JWT = "eyJhbGciOiJFUzI1NiJ9.eyJjbGFpbV90eXBlIjoiSm9pblZpZGVvQ2FsbCJ9.c2lnbmF0dXJlLW5vdC1yZWFs"
+PEM = "-----BEGIN EC PRIVATE KEY-----\nMHQCAQEEIBsecretsecretsecretsecretsecretsecret\n-----END EC PRIVATE KEY-----"
+SECRETS = ("c2lnbmF0dXJlLW5vdC1yZWFs", "eyJjbGFpbV90eXBl", "MHQCAQEEIBsecret", "daily-key-123", "hmac-456",
+           "opaque-bearer-789", "admin-000")  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> Iterator[None]:
+    yield
+    reset_logging()
+
+
+def lines(out: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def assert_no_secret(text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text, secret
+
+
+def test_json_lines_parse_with_iso_utc_timestamp_level_event() -> None:
+    out = io.StringIO()
+    configure_logging(fmt="json", stream=out)
+    log = get_logger("videobridge.test")
+    log.info("call_started", room="GAAAAAAHwqV0BAQ", joining=False)
+    log.warning("multi\nline\nmessage", detail={"a": [1, 2]})
+    raw = out.getvalue().splitlines()
+    assert len(raw) == 2  # a newline in a value is escaped, never a second journal entry
+    first, second = lines(out)
+    assert list(first)[:3] == ["timestamp", "level", "event"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", first["timestamp"])
+    assert first["level"] == "info" and first["event"] == "call_started"
+    assert first["logger"] == "videobridge.test" and first["joining"] is False
+    assert second["level"] == "warning" and second["detail"] == {"a": [1, 2]}
+
+
+def test_secrets_are_redacted_by_key_and_by_shape() -> None:
+    out = io.StringIO()
+    configure_logging(fmt="json", stream=out)
+    structlog.get_logger().info(
+        f"rejected token {JWT}",
+        token="opaque-bearer-789",
+        has_token=True,  # booleans say "present", they stay
+        headers={"X-Auth-JWT": JWT, "Authorization": "Bearer opaque-bearer-789", "Accept": "*/*"},
+        config=[{"daily_api_key": "daily-key-123"}, {"DAILY_HOOK_HMAC": "hmac-456"}, ("admin_token", "x")],
+        nested={"deeper": {"oc_identity": PEM, "note": f"key was {PEM}"}},
+        error="upstream said: Authorization: Bearer opaque-bearer-789 is wrong",
+        pem_with_literal_newlines=PEM.replace("\n", "\\n"),
+        videobridge_admin_token="admin-000",
+        room="GAAAAAAHwqV0BAQ",
+    )
+    text = out.getvalue()
+    assert_no_secret(text)
+    [event] = lines(out)
+    assert event["event"] == "rejected token [JWT]"
+    assert event["token"] == REDACTED and event["has_token"] is True
+    assert event["headers"] == {"X-Auth-JWT": REDACTED, "Authorization": REDACTED, "Accept": "*/*"}
+    assert event["config"][0] == {"daily_api_key": REDACTED}
+    assert event["config"][1] == {"DAILY_HOOK_HMAC": REDACTED}
+    assert event["nested"]["deeper"] == {"oc_identity": REDACTED, "note": "key was [PEM]"}
+    assert event["error"] == f"upstream said: Authorization: Bearer {REDACTED} is wrong"
+    assert event["pem_with_literal_newlines"] == "[PEM]"
+    assert event["room"] == "GAAAAAAHwqV0BAQ"  # ordinary values untouched
+
+
+def test_redact_value_handles_odd_values() -> None:
+    class Opaque:
+        def __str__(self) -> str:
+            return f"Opaque({JWT})"
+
+    value = {"items": ({"secret": b"x"},), "blob": JWT.encode(), "obj": Opaque(), "n": 3, "none": None,
+             "truncated": "-----BEGIN PRIVATE KEY-----\nMIIEvQ"}  # fmt: skip
+    assert redact_value(value) == {"items": [{"secret": REDACTED}], "blob": "[JWT]", "obj": "Opaque([JWT])",
+                                   "n": 3, "none": None, "truncated": "[PEM]"}  # fmt: skip
+
+
+def test_exceptions_are_one_structured_line_without_locals_or_secrets() -> None:
+    out = io.StringIO()
+    configure_logging(fmt="json", stream=out)
+    log = get_logger("videobridge.test")
+
+    def verify(api_key: str) -> None:
+        raise ValueError(f"bad token {JWT}")
+
+    try:
+        verify("daily-key-123")
+    except ValueError:
+        log.exception("verify_failed")
+    assert len(out.getvalue().splitlines()) == 1
+    [event] = lines(out)
+    assert event["level"] == "error"
+    assert event["exception"][0]["exc_type"] == "ValueError"
+    assert_no_secret(out.getvalue())  # neither the message's JWT nor the local api_key
+
+
+def test_stdlib_loggers_share_the_pipeline_at_warning_and_above() -> None:
+    out = io.StringIO()
+    configure_logging(fmt="json", stream=out)
+    logging.getLogger("aiohttp.server").info("noise")
+    logging.getLogger("aiohttp.access").info('127.0.0.1 "GET /room/meeting_access_token?x=1"')
+    logging.getLogger("aiohttp.server").warning("bad header %s", f"Bearer {JWT}")
+    [event] = lines(out)
+    assert event["logger"] == "aiohttp.server" and event["level"] == "warning"
+    assert event["event"] == "bad header Bearer [JWT]"
+    assert "timestamp" in event
+
+
+def test_reconfiguring_never_duplicates_lines_and_follows_the_new_stream() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    log = get_logger("videobridge.test")  # obtained before configuration, like module-level loggers
+    for _ in range(5):
+        configure_logging(fmt="json", stream=first)
+    configure_logging(fmt="json", stream=second)
+    log.info("once")
+    logging.getLogger("aiohttp.web").error("once too")
+    assert first.getvalue() == ""
+    assert [e["event"] for e in lines(second)] == ["once", "once too"]
+    ours = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)
+            and getattr(h, "stream", None) in (first, second)]  # fmt: skip
+    assert len(ours) == 1
+
+
+def test_level_filtering() -> None:
+    out = io.StringIO()
+    configure_logging(fmt="json", level="warning", stream=out)
+    log = get_logger()
+    log.debug("d")
+    log.info("i")
+    log.warning("w")
+    assert [e["event"] for e in lines(out)] == ["w"]
+    with pytest.raises(ValueError, match="log level"):
+        parse_level("loud")
+    with pytest.raises(ValueError, match="log format"):
+        configure_logging(fmt="xml", stream=out)  # type: ignore[arg-type]
+
+
+def test_console_format_is_readable_and_redacted() -> None:
+    out = io.StringIO()
+    configure_logging(fmt="console", stream=out)
+    get_logger().info("hello", authorization=f"Bearer {JWT}", note=f"see {JWT}")
+    text = out.getvalue()
+    assert "hello" in text and not text.startswith("{")
+    assert "\x1b[" not in text  # a StringIO is no terminal: no colours
+    assert_no_secret(text)
+
+
+def test_auto_format_is_json_off_a_terminal() -> None:
+    out = io.StringIO()
+    configure_logging(fmt="auto", stream=out)
+    get_logger().info("x")
+    assert lines(out)[0]["event"] == "x"
+
+
+def test_journal_priority_prefix(tmp_path: Path) -> None:
+    out = io.StringIO()
+    configure_logging(fmt="json", stream=out, journal=True)
+    log = get_logger()
+    log.info("i")
+    log.error("e")
+    info, error = out.getvalue().splitlines()
+    assert info.startswith("<6>{") and error.startswith("<3>{")
+    assert json.loads(info[3:])["event"] == "i"
+
+    with open(tmp_path / "journal", "w") as stream:
+        st = os.fstat(stream.fileno())
+        assert stream_is_journal(stream, {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+        assert not stream_is_journal(stream, {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino + 1}"})
+        assert not stream_is_journal(stream, {})
+    assert not stream_is_journal(io.StringIO(), {"JOURNAL_STREAM": "1:2"})
+
+
+def test_access_line_has_no_query_string() -> None:
+    out = io.StringIO()
+    configure_logging(fmt="json", stream=out)
+    log = get_logger("videobridge.http")
+    access_line(log, method="GET", path="/room/meeting_access_token?initiator-username=alice&x=1",
+                status=200, duration_ms=0.73456, claim_type="JoinVideoCall", chat_kind="group")  # fmt: skip
+    access_line(log, method="POST", path="/room/end_meeting#frag", status=502, duration_ms=12.0,
+                outcome="daily_unavailable", ignored=None)  # fmt: skip
+    ok, failed = lines(out)
+    assert ok["event"] == "http_request" and ok["path"] == "/room/meeting_access_token"
+    assert ok["status"] == 200 and ok["duration_ms"] == 0.735 and ok["level"] == "info"
+    assert ok["claim_type"] == "JoinVideoCall" and ok["chat_kind"] == "group"
+    assert "alice" not in out.getvalue()
+    assert failed["path"] == "/room/end_meeting" and failed["level"] == "error"
+    assert failed["outcome"] == "daily_unavailable" and "ignored" not in failed
+    assert "claim_type" not in failed

@@ -1,0 +1,128 @@
+"""Assembles the running bridge: store, Daily client, tokens, outbox, calls, poller.
+
+`open_bridge` is an async context manager: everything it starts it also stops, in order
+(background tasks first, then the state file, then HTTP sessions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from videobridge.auth import JwtVerifier
+from videobridge.calls import CallService
+from videobridge.config import Settings
+from videobridge.daily import DailyClient, DailyError, TokenMinter
+from videobridge.errors import ConfigError
+from videobridge.health import DailyHealth
+from videobridge.metrics import Metrics
+from videobridge.outbox import Outbox
+from videobridge.poller import PresencePoller
+from videobridge.store import StateStore, summarize
+from videobridge.webhooks import WebhookVerifier
+
+log = structlog.get_logger("videobridge")
+DOMAIN_RETRY_SECONDS = 30.0
+
+
+@dataclass(slots=True)
+class Bridge:
+    settings: Settings
+    store: StateStore
+    daily: DailyClient
+    minter: TokenMinter
+    verifier: JwtVerifier
+    webhooks: WebhookVerifier
+    outbox: Outbox
+    calls: CallService
+    poller: PresencePoller
+    health: DailyHealth
+    metrics: Metrics
+    notifier: Any
+
+
+def build_notifier(settings: Settings, *, sandbox: bool = False) -> Any:
+    from videobridge.notifier import IcNotifier, LoggingNotifier, identity_principal, load_identity
+
+    if sandbox or not settings.notifications_enabled:
+        if not sandbox:
+            log.warning("notifications_disabled",
+                        reason="IC_URL and OC_IDENTITY are both needed; OpenChat will not hear of calls")
+        return LoggingNotifier()
+    assert settings.ic_url and settings.oc_identity
+    try:
+        identity = load_identity(settings.oc_identity)
+    except ValueError as exc:
+        raise ConfigError(f"OC_IDENTITY: {exc}") from None
+    log.info("ic_identity", principal=identity_principal(identity), ic_url=settings.ic_url)
+    return IcNotifier(ic_url=settings.ic_url, identity=identity)
+
+
+async def _fetch_domain(daily: DailyClient, minter: TokenMinter, *, deadline: float) -> bool:
+    try:
+        domain = await daily.get_domain(deadline=deadline)
+    except DailyError as exc:
+        log.warning("daily_domain_unknown", error=str(exc), fallback="POST /meeting-tokens",
+                    retry_in=DOMAIN_RETRY_SECONDS)
+        return False
+    minter.set_domain_id(domain.domain_id)
+    log.info("daily_domain", domain=domain.domain_name, self_signed_tokens=True)
+    return True
+
+
+async def _resolve_domain(daily: DailyClient, minter: TokenMinter) -> None:
+    """Self-signed tokens need the domain id; until it is known, tokens come from the REST API."""
+    while not await _fetch_domain(daily, minter, deadline=10.0):
+        await asyncio.sleep(DOMAIN_RETRY_SECONDS)
+
+
+@contextlib.asynccontextmanager
+async def open_bridge(settings: Settings, *, notifier: Any | None = None, sandbox: bool = False,
+                      clock: Callable[[], float] = time.time) -> AsyncIterator[Bridge]:
+    if not settings.daily_api_key:
+        raise ConfigError("DAILY_API_KEY is required but not set (environment, .env or credential)")
+    if not settings.oc_public:
+        raise ConfigError("OC_PUBLIC is required but not set (environment, .env or credential)")
+    metrics = Metrics()
+    health = DailyHealth(forward=metrics)
+    store = StateStore(settings.state_path)
+    store.open()
+    daily = DailyClient(api_key=settings.daily_api_key, base_url=settings.daily_api_url, observer=health)
+    notifier = notifier if notifier is not None else build_notifier(settings, sandbox=sandbox)
+    minter = TokenMinter(api_key=settings.daily_api_key, domain_id=settings.daily_domain_id, client=daily)
+    outbox = Outbox(store=store, notifier=notifier, clock=clock, observer=metrics)
+    calls = CallService(store=store, rooms=daily, minter=minter, outbox=outbox,
+                        start_grace=settings.start_grace, clock=clock, observer=metrics)
+    poller = PresencePoller(daily=daily, calls=calls, interval=settings.presence_interval, observer=metrics)
+    bridge = Bridge(settings=settings, store=store, daily=daily, minter=minter,
+                    verifier=JwtVerifier(settings.oc_public),
+                    webhooks=WebhookVerifier(settings.daily_hook_hmac, clock=clock),
+                    outbox=outbox, calls=calls, poller=poller, health=health, metrics=metrics,
+                    notifier=notifier)
+    metrics.set_state_source(lambda: summarize(store.calls), outbox_depth=lambda: outbox.depth,
+                             outbox_age=outbox.oldest_age, poll_age=poller.seconds_since_success)
+    if not settings.daily_hook_hmac:
+        log.warning("webhooks_disabled", reason="DAILY_HOOK_HMAC is not set; the poller alone ends calls")
+    tasks = [asyncio.create_task(outbox.run(), name="outbox"), asyncio.create_task(poller.run(), name="poller")]
+    if not minter.self_signing and not await _fetch_domain(daily, minter, deadline=5.0):
+        tasks.append(asyncio.create_task(_resolve_domain(daily, minter), name="daily-domain"))
+    calls.resume()
+    log.info("state_loaded", path=str(settings.state_path), calls=len(store.calls), outbox=outbox.depth)
+    try:
+        yield bridge
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await calls.aclose()
+        await store.aclose()
+        await daily.close()
+        with contextlib.suppress(Exception):
+            await notifier.close()
+        log.info("bridge_stopped", calls=len(store.calls), outbox=len(store.outbox))

@@ -1,0 +1,114 @@
+"""Daily meeting tokens for call participants.
+
+Tokens are self-signed (HS256 with the API key, short claim names, daily-api.md §4.4) whenever
+the domain id is known: no network, no rate limit. Only without a domain id do we fall back to
+POST /meeting-tokens with the long property names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from videobridge.daily.client import DailyClient
+
+USER_ID_MAX = 36  # Daily rejects longer user_id values
+
+# Short-form permissions per role. Shared, never mutated: this runs on every join.
+_OWNER_P = {"hp": True, "cs": True, "ca": True}
+_PARTICIPANT_P = {"hp": True, "cs": True, "ca": False}
+_AUDIENCE_P = {"hp": False, "cs": False, "ca": False}  # Broadcast: hidden, receive only
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenGrant:
+    room_name: str
+    user_id: str
+    user_name: str
+    owner: bool  # the user who started the call (presenter in a Broadcast)
+    broadcast: bool
+    exp: int  # unix seconds; equal to the room's exp
+
+
+def self_signed_token(grant: TokenGrant, *, api_key: str, domain_id: str, now: int) -> str:
+    claims: dict[str, Any] = {
+        "r": grant.room_name,
+        "d": domain_id,
+        "iat": now,
+        "exp": grant.exp,
+        "ud": grant.user_id[:USER_ID_MAX],
+        "u": grant.user_name,
+        "o": grant.owner,
+    }
+    if grant.owner:
+        claims["p"] = _OWNER_P
+    elif grant.broadcast:
+        claims["vo"] = True
+        claims["ao"] = True
+        claims["p"] = _AUDIENCE_P
+    else:
+        claims["p"] = _PARTICIPANT_P
+    return jwt.encode(claims, api_key, algorithm="HS256")
+
+
+def rest_token_properties(grant: TokenGrant) -> dict[str, Any]:
+    """The same grant in the long form POST /meeting-tokens expects."""
+    audience = grant.broadcast and not grant.owner
+    props: dict[str, Any] = {
+        "room_name": grant.room_name,
+        "user_id": grant.user_id[:USER_ID_MAX],
+        "user_name": grant.user_name,
+        "is_owner": grant.owner,
+        "exp": grant.exp,
+        "permissions": {
+            "hasPresence": not audience,
+            "canSend": not audience,
+            "canAdmin": grant.owner,
+        },
+    }
+    if audience:
+        props["start_video_off"] = True
+        props["start_audio_off"] = True
+    return props
+
+
+class TokenMinter:
+    """Mints tokens the cheapest way available: locally when the domain id is known."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        domain_id: str | None,
+        client: DailyClient | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not domain_id and client is None:
+            raise ValueError("TokenMinter needs a domain id or a Daily client")
+        self._api_key = api_key
+        self._domain_id = domain_id or None
+        self._client = client
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"TokenMinter(self_signing={self.self_signing})"
+
+    @property
+    def self_signing(self) -> bool:
+        return self._domain_id is not None
+
+    def set_domain_id(self, domain_id: str) -> None:
+        """Switch to self-signing once the domain id is known (e.g. fetched late from GET /)."""
+        if not domain_id:
+            raise ValueError("domain_id must not be empty")
+        self._domain_id = domain_id
+
+    async def mint(self, grant: TokenGrant) -> str:
+        if self._domain_id is not None:
+            return self_signed_token(grant, api_key=self._api_key, domain_id=self._domain_id, now=int(self._clock()))
+        assert self._client is not None  # guaranteed by __init__
+        return await self._client.create_meeting_token(rest_token_properties(grant))

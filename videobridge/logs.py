@@ -1,0 +1,293 @@
+"""structlog set-up: one JSON line per event on stdout (or a console view on a terminal).
+
+journald stores each stdout line as one entry, so JSON stays on one line (tracebacks become a
+structured `exception` list, without local variables). When stdout *is* the journal
+($JOURNAL_STREAM matches it), each line gets a `<N>` syslog prefix that journald turns into the
+entry's priority and strips. stdlib loggers (aiohttp's) go through the same processors at
+WARNING and above. A redaction processor runs last before rendering: it is a safety net, not a
+licence to log secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+LogFormat = Literal["json", "console", "auto"]
+REDACTED = "[REDACTED]"
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+# syslog priorities for the journald `<N>` prefix.
+_SYSLOG_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+
+# Keys are compared lower-cased with '-' turned into '_' (so header names match too).
+_SENSITIVE_KEYS = frozenset(
+    {
+        "token", "jwt", "x_auth_jwt", "authorization", "proxy_authorization", "cookie",
+        "set_cookie", "api_key", "apikey", "secret", "client_secret", "hmac", "identity",
+        "password", "passwd", "key", "private_key", "pem", "credential", "credentials",
+    }
+)  # fmt: skip
+_SENSITIVE_SUFFIXES = (
+    "_token", "_jwt", "_secret", "_hmac", "_api_key", "_apikey", "_password", "_private_key",
+    "_identity", "_pem", "_credential", "_credentials",
+)  # fmt: skip
+_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# A whole PEM block, or a truncated one up to the end of the string; `\n` may be literal.
+_PEM_RE = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(?:-----END [A-Z0-9 ]+-----|\Z)", re.DOTALL)
+_AUTH_RE = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_MAX_DEPTH = 8
+_HANDLER_MARK = "_videobridge_handler"
+
+
+def is_sensitive_key(key: object) -> bool:
+    if not isinstance(key, str):
+        return False
+    norm = key.lower().replace("-", "_")
+    return norm in _SENSITIVE_KEYS or norm.endswith(_SENSITIVE_SUFFIXES)
+
+
+def scrub(text: str) -> str:
+    """Mask JWTs, PEM blocks and `Bearer …`/`Basic …` credentials inside free text."""
+    if "eyJ" in text:
+        text = _JWT_RE.sub("[JWT]", text)
+    if "-----BEGIN" in text:
+        text = _PEM_RE.sub("[PEM]", text)
+    return _AUTH_RE.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+
+
+def redact_value(value: Any, _depth: int = 0) -> Any:
+    """A copy of `value` with secrets masked: sensitive keys at any depth, and scrubbed strings."""
+    if isinstance(value, str):
+        return scrub(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if _depth >= _MAX_DEPTH:
+        return "[TOO DEEP]"
+    if isinstance(value, Mapping):
+        return {
+            k: _redact_item(k, v, _depth + 1) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_value(v, _depth + 1) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return scrub(bytes(value).decode("utf-8", "replace"))
+    # Anything else would be repr()'d by the renderer; render it here so it gets scrubbed too.
+    return scrub(str(value))
+
+
+def _redact_item(key: object, value: Any, depth: int) -> Any:
+    # None/bools say "absent"/"present" and are kept; every other value of a sensitive key goes.
+    if is_sensitive_key(key) and not (value is None or isinstance(value, bool)):
+        return REDACTED
+    return redact_value(value, depth)
+
+
+def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor form of `redact_value`."""
+    return {k: _redact_item(k, v, 0) for k, v in event_dict.items()}
+
+
+def _order_keys(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    # timestamp, level, event first: easier to read in `journalctl -o cat`.
+    head = {k: event_dict.pop(k) for k in ("timestamp", "level", "event") if k in event_dict}
+    head.update(event_dict)
+    return head
+
+
+class _NamedWriteLogger(structlog.WriteLogger):
+    """A WriteLogger that remembers the name given to `structlog.get_logger(name)`."""
+
+    def __init__(self, file: TextIO, name: str | None) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _NamedWriteLoggerFactory:
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> _NamedWriteLogger:
+        return _NamedWriteLogger(self._file, str(args[0]) if args else None)
+
+
+def _add_logger_name(logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    name = getattr(logger, "name", None)
+    if name and "logger" not in event_dict:
+        event_dict["logger"] = name
+    return event_dict
+
+
+class _JournalPrefix:
+    """Wrap a renderer to put a syslog `<N>` priority prefix on each line for journald."""
+
+    def __init__(self, renderer: Processor) -> None:
+        self._renderer = renderer
+
+    def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> str:
+        priority = _SYSLOG_PRIORITY.get(str(event_dict.get("level", "info")), 6)
+        line = self._renderer(logger, method, event_dict)
+        return f"<{priority}>{line.decode() if isinstance(line, bytes) else line}"
+
+
+def stream_is_journal(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
+    """True when `stream` is the journald stream systemd gave us (sd_journal_stream_fd)."""
+    value = (os.environ if env is None else env).get("JOURNAL_STREAM", "")
+    dev, _, ino = value.partition(":")
+    try:
+        st = os.fstat(stream.fileno())
+        return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+    except (AttributeError, OSError, ValueError):  # StringIO, closed stream, malformed value
+        return False
+
+
+def parse_level(level: str | int) -> int:
+    if isinstance(level, int):
+        return level
+    try:
+        return _LEVELS[level.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown log level {level!r} (use one of debug, info, warning, error)") from None
+
+
+def configure_logging(
+    *,
+    fmt: LogFormat = "auto",
+    level: str | int = "info",
+    stream: TextIO | None = None,
+    journal: bool | None = None,
+) -> None:
+    """(Re)configure structlog and stdlib logging; safe to call any number of times.
+
+    `fmt="auto"` picks the console renderer on a terminal and JSON otherwise. `journal=None`
+    detects a journald stdout via $JOURNAL_STREAM and then adds the `<N>` priority prefix.
+    """
+    out = sys.stdout if stream is None else stream
+    level_no = parse_level(level)
+    if fmt == "auto":
+        fmt = "console" if _isatty(out) else "json"
+    if fmt not in ("json", "console"):
+        raise ValueError(f"unknown log format {fmt!r} (use json or console)")
+
+    renderer: Processor
+    if fmt == "json":
+        # show_locals=False: locals of a failing frame may hold keys and tokens.
+        exc_processor: Processor = structlog.processors.ExceptionRenderer(
+            ExceptionDictTransformer(show_locals=False)
+        )
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        # Pre-render the traceback as text so the redaction pass sees it too.
+        exc_processor = structlog.processors.format_exc_info
+        renderer = structlog.dev.ConsoleRenderer(colors=_isatty(out))
+    if journal if journal is not None else stream_is_journal(out):
+        renderer = _JournalPrefix(renderer)
+
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        _add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        exc_processor,
+        redact,
+        _order_keys,
+    ]
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level_no),
+        logger_factory=_NamedWriteLoggerFactory(out),
+        context_class=dict,
+        # Not cached: tests and `serve` reconfigure, and old proxies must follow the new set-up.
+        cache_logger_on_first_use=False,
+    )
+    _configure_stdlib(shared, renderer, out, max(level_no, logging.WARNING))
+
+
+def _configure_stdlib(shared: list[Processor], renderer: Processor, out: TextIO, level: int) -> None:
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    handler.setLevel(level)
+    setattr(handler, _HANDLER_MARK, True)
+    root = logging.getLogger()
+    _remove_our_handlers(root)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # We write one canonical access line per request ourselves (see access_line); aiohttp's
+    # own access logger would double it. The server should also pass access_log=None.
+    logging.getLogger("aiohttp.access").setLevel(logging.CRITICAL + 1)
+
+
+def _remove_our_handlers(root: logging.Logger) -> None:
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+        old.close()
+
+
+def reset_logging() -> None:
+    """Undo configure_logging (for tests): structlog defaults, our stdlib handler removed."""
+    structlog.reset_defaults()
+    _remove_our_handlers(logging.getLogger())
+    logging.getLogger("aiohttp.access").setLevel(logging.NOTSET)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def get_logger(name: str | None = None, **initial: Any) -> Any:
+    """A structlog logger; `name` becomes the `logger` field (as stdlib records have)."""
+    return structlog.get_logger(name, **initial) if name else structlog.get_logger(**initial)
+
+
+def access_line(
+    log: Any,
+    *,
+    method: str,
+    path: str,
+    status: int,
+    duration_ms: float,
+    claim_type: str | None = None,
+    chat_kind: str | None = None,
+    **extra: Any,
+) -> None:
+    """Emit the one canonical line for an HTTP request (query strings never logged).
+
+    Only route-level facts belong here: the query of the join endpoint carries user names and
+    the JWT travels in a header, so neither is passed in. 5xx lines are errors, the rest info.
+    """
+    fields: dict[str, Any] = {
+        "method": method,
+        "path": path.split("?", 1)[0].split("#", 1)[0],
+        "status": status,
+        "duration_ms": round(duration_ms, 3),
+    }
+    if claim_type is not None:
+        fields["claim_type"] = claim_type
+    if chat_kind is not None:
+        fields["chat_kind"] = chat_kind
+    fields.update((k, v) for k, v in extra.items() if v is not None)
+    emit = log.error if status >= 500 else log.info
+    emit("http_request", **fields)

@@ -1,0 +1,54 @@
+"""The application factory: routes, the middleware, and resources owned by `cleanup_ctx`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from videobridge.bridge import open_bridge
+from videobridge.config import Settings
+from videobridge.web import handlers
+from videobridge.web.keys import BACKGROUND, BRIDGE
+from videobridge.web.middleware import Cors, make_middleware
+
+# Room for a 4 KiB JWT plus the rest; longer headers still get aiohttp's own 400.
+MAX_FIELD_SIZE = 32 * 1024
+
+
+def make_app(settings: Settings, *, notifier: Any | None = None, sandbox: bool = False,
+             clock: Callable[[], float] = time.time) -> web.Application:
+    observers: list[Callable[[str, str, int, float], None]] = []
+
+    def observe(route: str, method: str, status: int, seconds: float) -> None:
+        for observer in observers:
+            observer(route, method, status, seconds)
+
+    app = web.Application(middlewares=[make_middleware(Cors(settings.cors_origins), observe)],
+                          handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_FIELD_SIZE},
+                          client_max_size=256 * 1024)
+    app[BACKGROUND] = set()
+
+    async def bridge_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with open_bridge(settings, notifier=notifier, sandbox=sandbox, clock=clock) as bridge:
+            app[BRIDGE] = bridge
+            observers.append(bridge.metrics.observe_http)
+            yield
+            tasks = app[BACKGROUND]
+            for task in list(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    app.cleanup_ctx.append(bridge_ctx)
+    app.router.add_get("/room/meeting_access_token", handlers.meeting_access_token)
+    app.router.add_post("/room/end_meeting", handlers.end_meeting)
+    app.router.add_post("/room/hook", handlers.hook)
+    app.router.add_get("/room/meetings", handlers.meetings)
+    app.router.add_post("/room/meetings/{room}/end", handlers.admin_end)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/metrics", handlers.metrics)
+    return app

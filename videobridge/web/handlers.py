@@ -1,0 +1,146 @@
+"""Route handlers: thin adapters from HTTP to the call service."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from videobridge.bridge import Bridge
+from videobridge.errors import AuthError, BadRequest, RequestError
+from videobridge.models import Initiator
+from videobridge.web.keys import BACKGROUND, BRIDGE, CLAIMS, OUTCOME
+from videobridge.web.responses import error_response, json_response
+from videobridge.webhooks import MAX_BODY, Verdict, WebhookEvent
+
+log = structlog.get_logger("videobridge.http")
+
+MAX_NAME = 256
+U128_MAX = 2**128 - 1
+
+
+def parse_initiator(query: Mapping[str, str]) -> Initiator:
+    """The front end builds the query unencoded: accept odd display names, insist on a username."""
+    username = query.get("initiator-username", "").strip()
+    if not username:
+        raise BadRequest("initiator-username is required")
+    if len(username) > MAX_NAME:
+        raise BadRequest(f"initiator-username is longer than {MAX_NAME} characters")
+    display = query.get("initiator-displayname")
+    display = display.strip()[:MAX_NAME] or None if display is not None else None
+    avatar_text = query.get("initiator-avatarid", "").strip()
+    avatar: int | None = None
+    if avatar_text:
+        if not (avatar_text.isascii() and avatar_text.isdecimal()) or len(avatar_text) > 39 \
+                or int(avatar_text) > U128_MAX:
+            raise BadRequest("initiator-avatarid must be a decimal u128")
+        avatar = int(avatar_text) or None
+    return Initiator(username=username, display_name=display, avatar_id=avatar)
+
+
+async def meeting_access_token(request: web.Request) -> web.Response:
+    bridge = request.app[BRIDGE]
+    claims = bridge.verifier.verify(request.headers.get("x-auth-jwt"))
+    request[CLAIMS] = claims
+    grant = await bridge.calls.access(claims, parse_initiator(request.query))
+    request[OUTCOME] = "joined" if grant.joining else "started"
+    return json_response(grant.to_json())
+
+
+async def end_meeting(request: web.Request) -> web.Response:
+    bridge = request.app[BRIDGE]
+    claims = bridge.verifier.verify(request.headers.get("x-auth-jwt"))
+    request[CLAIMS] = claims
+    answer = await bridge.calls.request_end(claims)
+    request[OUTCOME] = "ended" if answer["ended"] else "kept"
+    return json_response(answer)
+
+
+async def hook(request: web.Request) -> web.Response:
+    bridge = request.app[BRIDGE]
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        bridge.metrics.webhook_event(Verdict.MALFORMED.value)
+        return error_response(413, "webhook body too large")
+    body = await request.content.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        bridge.metrics.webhook_event(Verdict.MALFORMED.value)
+        return error_response(413, "webhook body too large")
+    verdict, event = bridge.webhooks.check(body, request.headers.get("X-Webhook-Timestamp"),
+                                           request.headers.get("X-Webhook-Signature"))
+    bridge.metrics.webhook_event(verdict.value)
+    request[OUTCOME] = verdict.value
+    if verdict is Verdict.ACCEPTED and event is not None:
+        _dispatch(request.app, bridge, event)
+    elif verdict in (Verdict.BAD_SIGNATURE, Verdict.STALE, Verdict.MALFORMED, Verdict.DISABLED):
+        log.warning("webhook_refused", verdict=verdict.value)
+        message = {Verdict.BAD_SIGNATURE: "webhook signature does not verify",
+                   Verdict.STALE: "webhook timestamp outside the accepted window",
+                   Verdict.MALFORMED: "webhook body is not a Daily event",
+                   Verdict.DISABLED: "webhooks are not configured (DAILY_HOOK_HMAC)"}[verdict]
+        return error_response(verdict.http_status, message)
+    return json_response({"status": verdict.value})
+
+
+def _dispatch(app: web.Application, bridge: Bridge, event: WebhookEvent) -> None:
+    """Work after the answer: Daily wants its 200 within seconds."""
+    assert event.room is not None
+    log.info("webhook_event", type=event.type, room=event.room, event_id=event.id)
+    if event.type == "meeting.ended":
+        bridge.calls.end_soon(event.room, "meeting.ended")
+    elif event.type in ("meeting.started", "participant.joined"):
+        task = asyncio.create_task(bridge.calls.mark_live(event.room))
+        tasks: set[asyncio.Task[Any]] = app[BACKGROUND]
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    else:  # participant.left: the poller (two empty polls) or meeting.ended will follow
+        bridge.poller.wake()
+
+
+def _admin(request: web.Request) -> Bridge:
+    bridge = request.app[BRIDGE]
+    expected = bridge.settings.admin_token
+    if not expected:
+        raise RequestError("no such endpoint", status=404)
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+        raise AuthError("admin endpoints need Authorization: Bearer <VIDEOBRIDGE_ADMIN_TOKEN>")
+    return bridge
+
+
+async def meetings(request: web.Request) -> web.Response:
+    bridge = _admin(request)
+    return json_response([
+        {"roomName": c.room_name, "messageId": str(c.message_id), "state": c.state.value,
+         "callType": c.call_type.value, "startedBy": c.started_by, "createdAt": c.created_at,
+         "chatKind": c.chat.kind.value, "roomExp": c.room_exp}
+        for c in bridge.store.calls.values()
+    ])
+
+
+async def admin_end(request: web.Request) -> web.Response:
+    bridge = _admin(request)
+    room = request.match_info["room"]
+    if room not in bridge.store.calls:
+        raise RequestError(f"no tracked call in room {room[:64]}", status=404)
+    await bridge.calls.end_call(room, "admin")
+    return json_response({"ended": True, "roomName": room})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    bridge = request.app[BRIDGE]
+    checks = {"state": bridge.store.is_open, "daily": bridge.health.reachable(), "poller": bridge.poller.healthy()}
+    ok = all(checks.values())
+    return json_response({"status": "ready" if ok else "unready", "checks": checks}, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return await request.app[BRIDGE].metrics.handle_metrics(request)
+
