@@ -22,7 +22,7 @@ from videobridge.daily import DailyClient, DailyError, TokenMinter
 from videobridge.errors import ConfigError
 from videobridge.health import DailyHealth
 from videobridge.metrics import Metrics
-from videobridge.outbox import Outbox
+from videobridge.outbox import Outbox, RetryPolicy
 from videobridge.poller import PresencePoller
 from videobridge.store import StateStore, summarize
 from videobridge.webhooks import WebhookVerifier
@@ -84,7 +84,8 @@ async def _resolve_domain(daily: DailyClient, minter: TokenMinter) -> None:
 
 @contextlib.asynccontextmanager
 async def open_bridge(settings: Settings, *, notifier: Any | None = None, sandbox: bool = False,
-                      clock: Callable[[], float] = time.time) -> AsyncIterator[Bridge]:
+                      clock: Callable[[], float] = time.time,
+                      notify_retry: RetryPolicy = RetryPolicy()) -> AsyncIterator[Bridge]:
     if not settings.daily_api_key:
         raise ConfigError("DAILY_API_KEY is required but not set (environment, .env or credential)")
     if not settings.oc_public:
@@ -96,7 +97,7 @@ async def open_bridge(settings: Settings, *, notifier: Any | None = None, sandbo
     daily = DailyClient(api_key=settings.daily_api_key, base_url=settings.daily_api_url, observer=health)
     notifier = notifier if notifier is not None else build_notifier(settings, sandbox=sandbox)
     minter = TokenMinter(api_key=settings.daily_api_key, domain_id=settings.daily_domain_id, client=daily)
-    outbox = Outbox(store=store, notifier=notifier, clock=clock, observer=metrics)
+    outbox = Outbox(store=store, notifier=notifier, clock=clock, retry=notify_retry, observer=metrics)
     calls = CallService(store=store, rooms=daily, minter=minter, outbox=outbox,
                         start_grace=settings.start_grace, clock=clock, observer=metrics)
     poller = PresencePoller(daily=daily, calls=calls, interval=settings.presence_interval, observer=metrics)

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from videobridge.bridge import open_bridge
 from videobridge.config import Settings
+from videobridge.outbox import RetryPolicy
 from videobridge.web import handlers
 from videobridge.web.keys import BACKGROUND, BRIDGE
 from videobridge.web.middleware import Cors, make_middleware
@@ -20,7 +21,7 @@ MAX_FIELD_SIZE = 32 * 1024
 
 
 def make_app(settings: Settings, *, notifier: Any | None = None, sandbox: bool = False,
-             clock: Callable[[], float] = time.time) -> web.Application:
+             clock: Callable[[], float] = time.time, notify_retry: RetryPolicy | None = None) -> web.Application:
     observers: list[Callable[[str, str, int, float], None]] = []
 
     def observe(route: str, method: str, status: int, seconds: float) -> None:
@@ -33,7 +34,8 @@ def make_app(settings: Settings, *, notifier: Any | None = None, sandbox: bool =
     app[BACKGROUND] = set()
 
     async def bridge_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with open_bridge(settings, notifier=notifier, sandbox=sandbox, clock=clock) as bridge:
+        async with open_bridge(settings, notifier=notifier, sandbox=sandbox, clock=clock,
+                               notify_retry=notify_retry or RetryPolicy()) as bridge:
             app[BRIDGE] = bridge
             observers.append(bridge.metrics.observe_http)
             yield

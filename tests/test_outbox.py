@@ -1,0 +1,164 @@
+"""OpenChat is told about every call, through a fake IC boundary node that checks signatures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from fakeic import FakeIC, generate_pem, principal_of_pem
+from helpers import ALICE, BOB, COMMUNITY, GROUP, bridge_of, end_token, get_token, start_token
+
+from videobridge.models import CanisterKind
+from videobridge.notifier import Error, IcNotifier, load_identity
+from videobridge.outbox import RetryPolicy
+from videobridge.web import make_app
+
+FAST_RETRY = RetryPolicy(initial=0.05, maximum=0.2)
+OPERATOR_PEM = generate_pem()
+OPERATOR = principal_of_pem(OPERATOR_PEM)
+
+
+@pytest.fixture(name="ic")
+def _ic() -> AsyncIterator[FakeIC]:
+    with FakeIC(operators={OPERATOR}) as fake:
+        fake.add_canister(GROUP, CanisterKind.GROUP)
+        fake.add_canister(COMMUNITY, CanisterKind.COMMUNITY)
+        fake.add_canister(ALICE, CanisterKind.USER)
+        fake.add_canister(BOB, CanisterKind.USER)
+        yield fake
+
+
+@pytest.fixture(name="ic_bridge")
+async def _ic_bridge(settings, ic) -> AsyncIterator[Callable[..., asyncio.Future]]:
+    clients: list[TestClient] = []
+
+    async def make(pem: str = OPERATOR_PEM, **changes) -> TestClient:
+        notifier = IcNotifier(ic_url=ic.url, identity=load_identity(pem), request_timeout=0.5, deadline=1.0)
+        app = make_app(replace(settings, **changes), notifier=notifier, notify_retry=FAST_RETRY)
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+async def settled(client: TestClient, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while bridge_of(client).store.outbox:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"outbox still holds {len(bridge_of(client).store.outbox)} notifications")
+        await asyncio.sleep(0.02)
+
+
+async def start_and_end(client: TestClient, signer, user: str, chat: dict, **query: str) -> dict:
+    status, body = await get_token(client, start_token(signer, user, chat), **query)
+    assert 200 == status
+    async with client.post("/room/end_meeting", headers={"x-auth-jwt": end_token(signer, user, chat)}) as resp:
+        assert (await resp.json())["ended"] is True
+    return body
+
+
+async def test_group_call_starts_and_ends_on_the_group_canister(ic_bridge, ic, signer):
+    client = await ic_bridge()
+    status, body = await get_token(client, start_token(signer, ALICE, {"Group": GROUP}, diamond=True),
+                                   **{"initiator-displayname": "Alice A"})
+    await settled(client)
+    (start,) = ic.calls
+    assert (start.canister_id, start.method, start.sender) == (GROUP, "start_video_call_v2", OPERATOR)
+    assert start.args == {"message_id": int(body["messageId"]), "initiator": ALICE, "initiator_username": "alice",
+                          "initiator_display_name": "Alice A", "max_duration": 7_200_000, "call_type": "Default"}
+    async with client.post("/room/end_meeting", headers={"x-auth-jwt": end_token(signer)}) as resp:
+        assert (await resp.json())["ended"] is True
+    await settled(client)
+    assert [(c.canister_id, c.method, c.args) for c in ic.calls[1:]] == [
+        (GROUP, "end_video_call_v2", {"message_id": int(body["messageId"])})]
+
+
+async def test_channel_call_uses_the_community_canister_and_nat32_channel(ic_bridge, ic, signer):
+    client = await ic_bridge()
+    body = await start_and_end(client, signer, ALICE, {"Channel": [COMMUNITY, str(2**32 + 7)]})
+    await settled(client)
+    start, end = ic.calls
+    assert start.canister_id == end.canister_id == COMMUNITY
+    assert start.args["channel_id"] == 7 and start.args["max_duration"] == 3_600_000
+    assert end.args == {"channel_id": 7, "message_id": int(body["messageId"])}
+
+
+async def test_direct_call_starts_on_the_other_user_and_ends_on_both(ic_bridge, ic, signer):
+    client = await ic_bridge()
+    body = await start_and_end(client, signer, BOB, {"Direct": ALICE}, **{"initiator-avatarid": str(2**100 + 7)})
+    await settled(client)
+    start, *ends = ic.calls
+    assert start.canister_id == ALICE and start.args["initiator"] == BOB
+    assert start.args["initiator_avatar_id"] == 2**100 + 7
+    assert sorted((c.canister_id, c.args["user_id"]) for c in ends) == [(ALICE, BOB), (BOB, ALICE)]
+    assert all(c.method == "end_video_call_v2" and c.args["message_id"] == int(body["messageId"]) for c in ends)
+
+
+async def test_error_replies_settle_without_retry(ic_bridge, ic, signer):
+    ic.reply = Error(101, "Video call type not allowed")
+    client = await ic_bridge()
+    await get_token(client, start_token(signer))
+    await settled(client)
+    await asyncio.sleep(0.3)
+    assert 1 == len(ic.calls)
+    async with client.get("/metrics") as resp:
+        text = await resp.text()
+    assert 'videobridge_notifications_total{kind="start",outcome="error"} 1.0' in text
+
+
+async def test_a_non_operator_is_refused_and_counted(ic_bridge, ic, signer):
+    client = await ic_bridge(pem=generate_pem())
+    await get_token(client, start_token(signer))
+    await settled(client)
+    assert ic.refused == 1 and not ic.calls
+    async with client.get("/metrics") as resp:
+        assert 'videobridge_notifications_total{kind="start",outcome="rejected"} 1.0' in await resp.text()
+
+
+@pytest.mark.parametrize("outage", ["down", "hang"])
+async def test_ic_outage_does_not_touch_answers_and_everything_arrives_later(ic_bridge, ic, signer, outage):
+    client = await ic_bridge()
+    ic.go_down() if outage == "down" else ic.hang()
+    chats = [{"Group": GROUP}, {"Channel": [COMMUNITY, 1]}, {"Direct": BOB}]
+    started = time.monotonic()
+    answers = [await get_token(client, start_token(signer, ALICE, chat)) for chat in chats]
+    assert all(status == 200 for status, _ in answers)
+    assert time.monotonic() - started < 1.0, "the answer must not wait for the IC"
+    await asyncio.sleep(0.6)
+    assert bridge_of(client).store.outbox and not ic.calls
+    ic.heal()
+    await settled(client, timeout=15)
+    assert sorted(int(c.args["message_id"]) for c in ic.calls) == sorted(int(b["messageId"]) for _, b in answers)
+
+
+async def test_outbox_survives_a_restart(ic_bridge, ic, signer):
+    ic.go_down()
+    first = await ic_bridge()
+    _, body = await get_token(first, start_token(signer))
+    assert len(bridge_of(first).store.outbox) == 1
+    await first.close()
+    ic.heal()
+    second = await ic_bridge()
+    await settled(second)
+    assert [int(c.args["message_id"]) for c in ic.calls] == [int(body["messageId"])]
+
+
+async def test_an_end_whose_start_never_got_out_cancels_both(ic_bridge, ic, signer):
+    ic.go_down()
+    client = await ic_bridge()
+    await get_token(client, start_token(signer))
+    await asyncio.sleep(0.1)
+    async with client.post("/room/end_meeting", headers={"x-auth-jwt": end_token(signer)}) as resp:
+        assert (await resp.json())["ended"] is True
+    ic.heal()
+    await settled(client)
+    await asyncio.sleep(0.3)
+    assert not ic.calls, "OpenChat never heard of the call, so it must not hear that it ended"
