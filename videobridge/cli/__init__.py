@@ -30,7 +30,7 @@ def main() -> None:
     from videobridge.errors import ConfigError, VideoBridgeError
 
     try:
-        app()
+        app(prog_name="videobridge")
     except ConfigError as exc:
         fail(str(exc), code=2)
     except VideoBridgeError as exc:

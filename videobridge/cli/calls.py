@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from videobridge.cli.common import EnvFile, State, load
-from videobridge.cli.errors import OperatorError, daily_client, handle_errors, quiet_logs, run
+from videobridge.cli.errors import OperatorError, daily_client, handle_errors, run
 from videobridge.cli.output import Json, note, print_json, print_table, relative, warn, when
 
 if TYPE_CHECKING:
@@ -101,8 +101,7 @@ async def _end(settings: Settings, room: str, base: str) -> dict[str, Any]:
         answer = await _end_via_daemon(base, settings.admin_token, room)
         if answer is not None:
             return {"ended": True, "roomName": room, "via": "daemon", "daemon": base}
-    with quiet_logs():
-        return await _end_offline(settings, room, daemon=base if settings.admin_token else None)
+    return await _end_offline(settings, room, daemon=base if settings.admin_token else None)
 
 
 async def _end_via_daemon(base: str, token: str, room: str) -> dict[str, Any] | None:
@@ -114,13 +113,13 @@ async def _end_via_daemon(base: str, token: str, room: str) -> dict[str, Any] | 
     timeout = aiohttp.ClientTimeout(total=DAEMON_TIMEOUT, connect=5.0)
     endpoint = f"{base}/room/meetings/{quote(room, safe='')}/end"
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            async with http.post(endpoint, headers={"Authorization": f"Bearer {token}"}) as resp:
-                status = resp.status
-                try:
-                    body = await resp.json(content_type=None)
-                except ValueError:
-                    body = None
+        async with aiohttp.ClientSession(timeout=timeout) as http, \
+                http.post(endpoint, headers={"Authorization": f"Bearer {token}"}) as resp:
+            status = resp.status
+            try:
+                body = await resp.json(content_type=None)
+            except ValueError:
+                body = None
     except aiohttp.ClientConnectorError:
         return None
     except TimeoutError:
@@ -145,17 +144,23 @@ async def _end_offline(settings: Settings, room: str, *, daemon: str | None) -> 
     from videobridge.outbox import Outbox
     from videobridge.store import StateStore
 
-    daily = daily_client(settings, deadline=20.0)  # checks DAILY_API_KEY before touching the file
+    if not settings.state_path.exists():
+        raise OperatorError(f"no tracked call in room {room} (no state file at {settings.state_path})")
     store = StateStore(settings.state_path)
     try:
-        try:
-            store.open()
-        except StateLocked:
-            if daemon:
-                raise OperatorError(f"a running `videobridge serve` holds {settings.state_path} but its admin "
-                                    f"API did not answer at {daemon} (wrong --url, HOST or PORT?)") from None
-            raise OperatorError(f"a running `videobridge serve` holds {settings.state_path}: set "
-                                "VIDEOBRIDGE_ADMIN_TOKEN (the daemon's) to end calls through its admin API") from None
+        store.open()
+    except StateLocked:
+        if daemon:
+            raise OperatorError(f"a running `videobridge serve` holds {settings.state_path} but its admin "
+                                f"API did not answer at {daemon} (wrong --url, HOST or PORT?)") from None
+        raise OperatorError(f"a running `videobridge serve` holds {settings.state_path}: set "
+                            "VIDEOBRIDGE_ADMIN_TOKEN (the daemon's) to end calls through its admin API") from None
+    try:
+        daily = daily_client(settings, deadline=20.0)
+    except BaseException:
+        store.close()
+        raise
+    try:
         call = store.calls.get(room)
         if call is None:
             raise OperatorError(f"no tracked call in room {room}")

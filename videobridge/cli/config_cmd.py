@@ -17,7 +17,7 @@ import typer
 
 from videobridge.cli.common import EnvFile
 from videobridge.cli.errors import handle_errors, run
-from videobridge.cli.output import Json, note, print_json, print_table
+from videobridge.cli.output import Json, note, print_json, print_table, status_text
 
 if TYPE_CHECKING:
     from videobridge.config import Settings
@@ -63,8 +63,9 @@ def check(
                     "checks": [asdict(r) for r in checks], "problems": [asdict(r) for r in problems]})
     else:
         print_table("settings", ("setting", "source", "value", "status", "detail"),
-                    [(r.name, r.source, r.value, r.status, r.detail) for r in settings_rows])
-        print_table("checks", ("check", "status", "detail"), [(r.name, r.status, r.detail) for r in checks])
+                    [(r.name, r.source, r.value, status_text(r.status), r.detail) for r in settings_rows])
+        print_table("checks", ("check", "status", "detail"),
+                    [(r.name, status_text(r.status), r.detail) for r in checks])
         if problems:
             print_table("what is wrong", ("", "problem"), [(r.name, r.detail) for r in problems])
         note("configuration OK" if not problems else f"videobridge: {len(problems)} problem(s) found")
@@ -227,7 +228,8 @@ async def daily_checks(settings: Settings) -> list[Row]:
     hook = hooks[0]
     detail = f"{hook.url}: {hook.state}, {hook.failed_count} failed, retry {hook.retry_type}"
     if not hook.active:
-        rows.append(Row("Daily webhook", "fail", f"{detail}: Daily stopped delivering; run `videobridge webhook reactivate`"))
+        rows.append(Row("Daily webhook", "fail",
+                        f"{detail}: Daily stopped delivering; run `videobridge webhook reactivate`"))
     elif not settings.daily_hook_hmac:
         rows.append(Row("Daily webhook", "fail", f"{detail}: DAILY_HOOK_HMAC not set, the bridge refuses every event"))
     elif not hmac_matches(hook, settings):
@@ -247,9 +249,8 @@ async def ic_check(settings: Settings) -> Row:
         return Row("IC", "warn", "skipped: IC_URL not set (notifications off)")
     url = settings.ic_url + "/api/v2/status"
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=6.0)) as http:
-            async with http.get(url) as resp:
-                status = resp.status
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=6.0)) as http, http.get(url) as resp:
+            status = resp.status
     except (aiohttp.ClientError, TimeoutError) as exc:
         return Row("IC", "fail", f"{url}: unreachable ({type(exc).__name__})")
     if status != 200:

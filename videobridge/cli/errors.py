@@ -96,9 +96,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's async part; the bridge's own log lines go to stderr, never into stdout."""
     import asyncio
 
-    return asyncio.run(coro)
+    with quiet_logs():
+        return asyncio.run(coro)
 
 
 def daily_client(settings: Settings, *, deadline: float = 10.0) -> DailyClient:
@@ -123,17 +125,32 @@ class _LazyStderr:
     def isatty(self) -> bool:
         return sys.stderr.isatty()
 
+    @property
+    def closed(self) -> bool:
+        return False
+
 
 @contextlib.contextmanager
 def quiet_logs(level: str = "warning") -> Iterator[None]:
-    """Route the bridge's structlog events to stderr (console form) while a command runs."""
-    from videobridge.logs import configure_logging, reset_logging
+    """While a command drives bridge machinery: its structlog warnings go to stderr, one line each.
 
-    configure_logging(fmt="console", level=level, stream=_LazyStderr(), journal=False)  # type: ignore[arg-type]
+    The previous structlog configuration is restored afterwards (stdlib logging is not touched).
+    """
+    import structlog
+
+    from videobridge.logs import parse_level, redact
+
+    previous = structlog.get_config()
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, redact, structlog.dev.ConsoleRenderer(colors=False)],
+        wrapper_class=structlog.make_filtering_bound_logger(parse_level(level)),
+        logger_factory=structlog.PrintLoggerFactory(_LazyStderr()),  # type: ignore[arg-type]
+        cache_logger_on_first_use=False,
+    )
     try:
         yield
     finally:
-        reset_logging()
+        structlog.configure(**previous)
 
 
 def confirm(question: str, *, yes: bool) -> None:

@@ -67,11 +67,20 @@ def _cell(value: Any) -> Any:
 
     if value is None:
         return ""
+    if isinstance(value, Text):
+        return value
     if isinstance(value, (dict, list, tuple)):
         value = json.dumps(value, separators=(",", ":"))
     if isinstance(value, str):
         return Text(value)  # never interpret [brackets] in data as rich markup
     return str(value)
+
+
+def status_text(status: str) -> Any:
+    """ok / warn / fail, coloured on a terminal."""
+    from rich.text import Text
+
+    return Text(status, style={"ok": "green", "warn": "yellow", "fail": "bold red"}.get(status, ""))
 
 
 def print_fields(title: str | None, fields: Iterable[tuple[str, Any]], *, stderr: bool = False) -> None:

@@ -112,10 +112,12 @@ def list_rooms(env_file: EnvFile = None, state: State = None, json: Json = False
              "  videobridge rooms create --chat channel:3v2qj-5qaaa-aaaar-q2qoa-cai,2846315027 --diamond")
 @handle_errors
 def create(
-    name: Annotated[str | None, typer.Argument(help="Room name (or derive it from --chat).", show_default=False)] = None,
+    name: Annotated[str | None, typer.Argument(help="Room name (or derive it from --chat).",
+                                               show_default=False)] = None,
     chat: Annotated[str | None, typer.Option("--chat", help=f"Name the room after an OpenChat chat: {CHAT_HELP}.",
                                              show_default=False)] = None,
-    broadcast: Annotated[bool, typer.Option("--broadcast", help="Broadcast room (200 people, hidden audience).")] = False,
+    broadcast: Annotated[bool, typer.Option("--broadcast",
+                                            help="Broadcast room (200 people, hidden audience).")] = False,
     diamond: Annotated[bool, typer.Option("--diamond", help="Diamond lifetime: 2 hours instead of 1.")] = False,
     env_file: EnvFile = None,
     json: Json = False,
@@ -190,7 +192,8 @@ async def _delete(settings: Settings, name: str) -> bool:
         return await daily.delete_room(name)
 
 
-@app.command("prune", epilog="Examples:  videobridge rooms prune --dry-run  |  videobridge rooms prune --yes --min-age 10m")
+@app.command("prune", epilog="Examples:  videobridge rooms prune --dry-run  |  "
+             "videobridge rooms prune --yes --min-age 10m")
 @handle_errors
 def prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show what would be deleted.")] = False,
@@ -212,10 +215,12 @@ def prune(
     now = time.time()
     verdicts = [(row, _keep_reason(row, now, keep_younger)) for row in rows]
     doomed = [row.room.name for row, reason in verdicts if reason is None]
+    report: dict[str, Any] = {"dryRun": dry_run, "candidates": doomed,
+                              "kept": [{"name": r.room.name, "reason": why} for r, why in verdicts if why],
+                              "deleted": [], "skipped": [], "failed": []}
     if dry_run or not doomed:
         if json:
-            print_json({"dryRun": dry_run, "candidates": doomed,
-                        "kept": [{"name": r.room.name, "reason": why} for r, why in verdicts if why]})
+            print_json(report)
         else:
             print_table(f"rooms prune{' --dry-run' if dry_run else ''}: {len(doomed)} of {len(rows)} to delete",
                         ("room", "present", "tracked call", "verdict"),
@@ -225,7 +230,7 @@ def prune(
     confirm(f"Delete {len(doomed)} Daily room(s) with no tracked call and nobody present?", yes=yes)
     outcome = run(_prune(settings, doomed, progress=not json))
     if json:
-        print_json({"dryRun": False, "candidates": doomed, **outcome})
+        print_json({**report, **outcome})
     else:
         note(f"deleted {len(outcome['deleted'])}, skipped {len(outcome['skipped'])}, "
              f"failed {len(outcome['failed'])}")

@@ -43,7 +43,8 @@ def _ttl(text: str | None) -> int | None:
     return seconds
 
 
-@app.command("mint", epilog="Examples:\n\n  videobridge token mint GAAAAAAHwqV0BAQ --user-id ops --user-name Ops --owner\n\n"
+@app.command("mint", epilog="Examples:\n\n"
+             "  videobridge token mint GAAAAAAHwqV0BAQ --user-id ops --user-name Ops --owner\n\n"
              "  videobridge token mint debug-room --user-id ops --user-name Ops --ttl 15m --json")
 @handle_errors
 def mint(
@@ -128,7 +129,9 @@ def decode(
         _show(report)
     problems = []
     if report["signature"] == "invalid":
-        problems.append(f"signature does not verify with {report['key']}")
+        why = " (another domain's or a rotated key, or a token from POST /meeting-tokens)" \
+            if report["kind"] == "daily" else ""
+        problems.append(f"signature does not verify with {report['key']}{why}")
     if report["expired"]:
         problems.append("the token has expired")
     if problems:
@@ -162,7 +165,7 @@ def inspect_token(text: str, settings: Settings) -> dict[str, Any]:
             key = load_pem_public_key(settings.oc_public.encode())
     if key is not None:
         try:
-            jwt.decode(text, key, algorithms=[alg],
+            jwt.decode(text, key, algorithms=[str(alg)],
                        options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False})
             report["signature"] = "verified"
         except jwt.InvalidSignatureError:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from videobridge.cli.common import EnvFile, load
 from videobridge.cli.errors import USAGE, OperatorError, daily_client, handle_errors, run
-from videobridge.cli.output import Json, note, print_json, print_table, warn
+from videobridge.cli.output import Json, note, print_fields, print_json, warn
 
 if TYPE_CHECKING:
     from videobridge.config import Settings
@@ -29,7 +29,7 @@ EVENT_TYPES = ("meeting.started", "meeting.ended", "participant.joined", "partic
 HOOK_PATH = "/room/hook"
 
 
-class RetryType(str, Enum):
+class RetryType(StrEnum):
     exponential = "exponential"
     circuit_breaker = "circuit-breaker"
 
@@ -56,7 +56,7 @@ def show(hook: Webhook, settings: Settings, *, json: bool, title: str) -> None:
         print_json(hook_json(hook, settings))
         return
     matches = {True: "yes", False: "NO: Daily signs with another secret", None: "unknown"}[hmac_matches(hook, settings)]
-    print_table(title, ("field", "value"), [
+    print_fields(title, [
         ("uuid", hook.uuid), ("url", hook.url), ("state", hook.state), ("failed count", hook.failed_count),
         ("retry type", hook.retry_type), ("events", ", ".join(hook.event_types)),
         ("last delivery", hook.last_moment_pushed or "-"), ("DAILY_HOOK_HMAC matches", matches),

@@ -1,0 +1,80 @@
+"""--help everywhere (with examples), shell completion, and a fast start-up."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cli_support import _workdir, base_env, invoke, track_call  # noqa: F401 - fixtures
+
+COMMANDS = [
+    ["rooms", "list"], ["rooms", "create"], ["rooms", "delete"], ["rooms", "prune"],
+    ["token", "mint"], ["token", "decode"], ["calls", "list"], ["calls", "end"],
+    ["config", "check"], ["webhook", "register"], ["webhook", "status"], ["webhook", "reactivate"],
+]
+SCRIPT = Path(sys.executable).parent / "videobridge"  # completion keys off the program name
+GROUPS = ["rooms", "token", "calls", "config", "webhook"]
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("DAILY_", "OC_", "IC_", "VIDEOBRIDGE_", "_"))}
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help_with_an_example(command: list[str]) -> None:
+    result = invoke([*command, "--help"], base_env())
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.stdout and "--env-file" in result.stdout
+
+
+def test_groups_list_their_commands() -> None:
+    top = invoke(["--help"], base_env())
+    assert top.exit_code == 0 and "--install-completion" in top.stdout
+    for group in GROUPS:
+        assert group in top.stdout
+        result = invoke([group, "--help"], base_env())
+        assert result.exit_code == 0 and "Commands" in result.stdout
+    for command in COMMANDS:
+        assert command[1] in invoke([command[0]], base_env()).stdout  # no args: the group's help
+    assert "--json" in invoke(["rooms", "list", "--help"], base_env()).stdout
+
+
+def test_shell_completion_offers_commands_and_tracked_rooms(workdir: Path) -> None:
+    state = workdir / "state.json"
+    track_call(state, "GAAAAAAHwqV0BAQ")
+    env = {**clean_env(), "_VIDEOBRIDGE_COMPLETE": "complete_bash", "VIDEOBRIDGE_STATE": str(state)}
+
+    def complete(words: str) -> list[str]:
+        found = subprocess.run([str(SCRIPT)], cwd=workdir, capture_output=True, text=True,
+                               env={**env, "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - 1)},
+                               timeout=30)
+        assert found.returncode == 0, found.stderr
+        return found.stdout.split()
+
+    assert complete("videobridge web") == ["webhook"]
+    assert complete("videobridge calls end G") == ["GAAAAAAHwqV0BAQ"]
+    shown = subprocess.run([str(SCRIPT), "--show-completion", "bash"], cwd=workdir,
+                           capture_output=True, text=True, env=clean_env(), timeout=30)
+    assert shown.returncode == 0 and "_videobridge_completion" in shown.stdout
+
+
+def test_help_imports_nothing_heavy_and_answers_fast(workdir: Path) -> None:
+    probe = ("import sys, videobridge.cli; print(','.join(sorted(m for m in ('aiohttp', 'jwt', 'tinydb', "
+             "'structlog', 'cryptography', 'icp_agent', 'videobridge.daily', 'videobridge.store') "
+             "if m in sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=clean_env(), timeout=30)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "", loaded.stdout + loaded.stderr
+
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "videobridge", "--help"], cwd=workdir, capture_output=True,
+                                env=clean_env(), timeout=30)
+        times.append(time.perf_counter() - started)
+        assert result.returncode == 0 and b"Usage" in result.stdout
+    assert statistics.median(times) < 1.0, times
