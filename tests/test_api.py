@@ -197,3 +197,18 @@ async def test_health_endpoints(bridge):
         assert resp.status == 200 and (await resp.json())["status"] == "ready"
     async with bridge.get("/metrics") as resp:
         assert resp.status == 200 and "videobridge_http_requests_total" in await resp.text()
+
+
+async def test_a_failed_state_write_acknowledges_nothing(bridge, signer, monkeypatch):
+    import videobridge.storage
+
+    def disk_full(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(videobridge.storage, "atomic_write", disk_full)
+    status, body = await get_token(bridge, start_token(signer))
+    assert 503 == status and body["statusCode"] == 503
+    assert not bridge_of(bridge).store.calls
+    monkeypatch.undo()
+    status, body = await get_token(bridge, start_token(signer))
+    assert 200 == status and body["joining"] is False

@@ -232,3 +232,9 @@ async def test_ending_races_end_once(bridge, signer, emulator, notifier):
     assert results.count(True) >= 1 and room not in b.store.calls
     assert 1 == len(ends(notifier))
     assert 1 == emulator.requests["DELETE /rooms/:name"]
+
+
+async def test_oversized_webhook_body_is_413(bridge):
+    body = b'{"type":"meeting.ended","pad":"' + b"x" * 70_000 + b'"}'
+    status, answer = await post_hook(bridge, body, signed_hook(body))
+    assert 413 == status and answer["statusCode"] == 413

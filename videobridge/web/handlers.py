@@ -65,7 +65,7 @@ async def hook(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > MAX_BODY:
         bridge.metrics.webhook_event(Verdict.MALFORMED.value)
         return error_response(413, "webhook body too large")
-    body = await request.content.read(MAX_BODY + 1)
+    body = await request.read()  # bounded by the app's client_max_size
     if len(body) > MAX_BODY:
         bridge.metrics.webhook_event(Verdict.MALFORMED.value)
         return error_response(413, "webhook body too large")

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import structlog
 from aiohttp import web
 
-from videobridge.errors import RequestError
+from videobridge.errors import RequestError, StateError
 from videobridge.logs import access_line
 from videobridge.web.keys import CLAIMS, OUTCOME
 from videobridge.web.responses import error_response
@@ -75,6 +75,9 @@ def make_middleware(cors: Cors, observe: Callable[[str, str, int, float], None])
                 response = await handler(request)
             except RequestError as exc:
                 response = error_response(exc.status, str(exc))
+            except StateError as exc:
+                log.error("state_unwritable", error=str(exc))
+                response = error_response(503, "the bridge cannot save state right now")
             except web.HTTPException as exc:
                 response = error_response(exc.status, exc.reason if exc.status != 404 else "no such endpoint",
                                           headers={k: v for k, v in exc.headers.items() if k == "Allow"})
