@@ -69,7 +69,8 @@ async def _make_bridge(settings: Settings, notifier: RecordingNotifier) -> Async
 
     async def make(**changes: Any) -> TestClient:
         chosen_notifier = changes.pop("notifier", notifier)
-        app = make_app(replace(settings, **changes), notifier=chosen_notifier)
+        retry = changes.pop("notify_retry", None)
+        app = make_app(replace(settings, **changes), notifier=chosen_notifier, notify_retry=retry)
         client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
         clients.append(client)

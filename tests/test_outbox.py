@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from fakeic import FakeIC, generate_pem, principal_of_pem
 from helpers import ALICE, BOB, COMMUNITY, GROUP, bridge_of, end_token, get_token, start_token
 
 from videobridge.models import CanisterKind
 from videobridge.notifier import Error, IcNotifier, load_identity
 from videobridge.outbox import RetryPolicy
-from videobridge.web import make_app
 
 FAST_RETRY = RetryPolicy(initial=0.05, maximum=0.2)
 OPERATOR_PEM = generate_pem()
@@ -33,20 +31,12 @@ def _ic() -> AsyncIterator[FakeIC]:
 
 
 @pytest.fixture(name="ic_bridge")
-async def _ic_bridge(settings, ic) -> AsyncIterator[Callable[..., asyncio.Future]]:
-    clients: list[TestClient] = []
-
+def _ic_bridge(make_bridge, ic) -> Callable[..., Awaitable[TestClient]]:
     async def make(pem: str = OPERATOR_PEM, **changes) -> TestClient:
         notifier = IcNotifier(ic_url=ic.url, identity=load_identity(pem), request_timeout=0.5, deadline=1.0)
-        app = make_app(replace(settings, **changes), notifier=notifier, notify_retry=FAST_RETRY)
-        client = TestClient(TestServer(app, host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client
+        return await make_bridge(notifier=notifier, notify_retry=FAST_RETRY, **changes)
 
-    yield make
-    for client in clients:
-        await client.close()
+    return make
 
 
 async def settled(client: TestClient, timeout: float = 10.0) -> None:
