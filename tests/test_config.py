@@ -1,0 +1,107 @@
+"""Settings: sources, precedence, PEM escapes, one clear error per bad value."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from videobridge.config import load_settings
+from videobridge.devjwt import DevSigner
+from videobridge.errors import ConfigError
+
+PEM = DevSigner().public_pem
+
+
+def env(**values: str) -> dict[str, str]:
+    return {"DAILY_API_KEY": "key", "OC_PUBLIC": PEM, **values}
+
+
+def test_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(environ=env())
+    assert (s.host, s.port, s.presence_interval, s.start_grace) == ("127.0.0.1", 5050, 15.0, 300.0)
+    assert s.daily_api_url == "https://api.daily.co/v1" and s.cors_origins == ("*",)
+    assert s.state_path == Path("videobridge.json") and not s.notifications_enabled
+    assert "key" not in repr(s), "secrets stay out of repr"
+
+
+def test_precedence_flag_env_credential_dotenv(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("PORT=1111\nHOST=10.0.0.1\nVIDEOBRIDGE_START_GRACE=7\nDAILY_API_KEY=from-dotenv\n")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "daily_api_key").write_text("from-credential\n")
+    (creds / "port").write_text("2222")
+    s = load_settings(environ={"OC_PUBLIC": PEM, "CREDENTIALS_DIRECTORY": str(creds), "PORT": "3333"},
+                      overrides={"HOST": "127.0.0.2"})
+    assert s.daily_api_key == "from-credential" and s.port == 3333 and s.host == "127.0.0.2"
+    assert s.start_grace == 7.0
+    assert s.sources["DAILY_API_KEY"] == "credential" and s.sources["HOST"] == "flag"
+    assert s.sources["VIDEOBRIDGE_START_GRACE"] == ".env" and s.sources["PORT"] == "env"
+
+
+def test_pem_with_literal_newlines_and_state_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(environ=env(OC_PUBLIC=PEM.replace("\n", "\\n"), STATE_DIRECTORY=str(tmp_path)))
+    assert s.oc_public == PEM and s.state_path == tmp_path / "state.json"
+
+
+def test_hook_secret_is_decoded(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(environ=env(DAILY_HOOK_HMAC=base64.b64encode(b"secret").decode()))
+    assert s.daily_hook_hmac == b"secret"
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("PORT", "http", "PORT: must be a whole number"),
+    ("PORT", "70000", "PORT: must be between 0 and 65535"),
+    ("DAILY_API_URL", "api.daily.co", "DAILY_API_URL: must be an http(s) URL"),
+    ("IC_URL", "icp-api.io", "IC_URL: must be an http(s) URL"),
+    ("DAILY_HOOK_HMAC", "not base64!", "DAILY_HOOK_HMAC: must be base64"),
+    ("OC_PUBLIC", "hello", "OC_PUBLIC: not a PEM public key"),
+    ("OC_IDENTITY", "hello", "OC_IDENTITY: not a PEM private key"),
+    ("VIDEOBRIDGE_PRESENCE_INTERVAL", "soon", "VIDEOBRIDGE_PRESENCE_INTERVAL: must be a number"),
+    ("VIDEOBRIDGE_START_GRACE", "nan", "VIDEOBRIDGE_START_GRACE: must be a finite number"),
+    ("VIDEOBRIDGE_ADMIN_TOKEN", "short", "VIDEOBRIDGE_ADMIN_TOKEN: must be at least 16"),
+    ("VIDEOBRIDGE_CORS_ORIGINS", "oc.app", "VIDEOBRIDGE_CORS_ORIGINS: 'oc.app'"),
+    ("VIDEOBRIDGE_LOG_FORMAT", "xml", "VIDEOBRIDGE_LOG_FORMAT: must be json or console"),
+    ("VIDEOBRIDGE_LOG_LEVEL", "loud", "VIDEOBRIDGE_LOG_LEVEL: must be one of"),
+])
+def test_bad_values_name_the_variable(tmp_path, monkeypatch, name, value, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=env(**{name: value}))
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_p384_key_is_refused(tmp_path, monkeypatch):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    monkeypatch.chdir(tmp_path)
+    pem = ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    with pytest.raises(ConfigError, match="P-256"):
+        load_settings(environ=env(OC_PUBLIC=pem))
+
+
+def test_required_and_missing_env_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="DAILY_API_KEY is required"):
+        load_settings(environ={}, require=("DAILY_API_KEY",))
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings(environ={}, env_file=tmp_path / "missing.env")
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "videobridge", "serve"], capture_output=True, text=True,
+                            cwd=tmp_path, env={"PATH": os.environ["PATH"], "PORT": "x", "DAILY_API_KEY": "k",
+                                               "OC_PUBLIC": PEM}, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "videobridge: PORT: must be a whole number, got 'x'"

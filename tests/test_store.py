@@ -1,0 +1,119 @@
+"""The state store: durable atomic writes, one writer, group commit, reload, corrupt files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+import pytest
+
+from videobridge.chats import GroupChat
+from videobridge.errors import StateError, StateLocked
+from videobridge.models import Call, CallState, CallType, Initiator, Notification, NotificationKind, CanisterKind
+from videobridge.store import Change, StateStore, read_state
+
+
+def call(i: int, state: CallState = CallState.STARTING) -> Call:
+    return Call(room_name=f"G{i:04d}", message_id=2**64 - 1 - i, chat=GroupChat("ll4qc-niaaa-aaaap-qvfoq-cai"),
+                call_type=CallType.DEFAULT, started_by="724ke-xyaaa-aaaan-ayptq-cai",
+                initiator=Initiator(username="alice", display_name="A & B", avatar_id=2**100), is_diamond=False,
+                state=state, created_at=time.time(), room_exp=int(time.time()) + 3600)
+
+
+def note(seq: int, message_id: int) -> Notification:
+    return Notification(seq=seq, message_id=message_id, room_name="G0001", kind=NotificationKind.START,
+                        canister_kind=CanisterKind.GROUP, canister_id="ll4qc-niaaa-aaaap-qvfoq-cai",
+                        method="start_video_call_v2", args={"message_id": message_id, "max_duration": 3_600_000})
+
+
+async def test_commit_persists_and_reloads(tmp_path):
+    store = StateStore(tmp_path / "s.json")
+    store.open()
+    await store.commit(Change(put_calls=[call(1)], add_notifications=[note(1, call(1).message_id)]))
+    await store.commit(Change(put_calls=[call(1, CallState.LIVE), call(2)]))
+    await store.commit(Change(drop_calls=["G0002"], settle_notifications=[1]))
+    await store.aclose()
+    calls, outbox = read_state(tmp_path / "s.json")
+    assert list(calls) == ["G0001"] and calls["G0001"].state is CallState.LIVE and not outbox
+    assert calls["G0001"] == call(1, CallState.LIVE).evolve(created_at=calls["G0001"].created_at,
+                                                              room_exp=calls["G0001"].room_exp)
+    reopened = StateStore(tmp_path / "s.json")
+    reopened.open()
+    assert reopened.calls == calls
+    reopened.close()
+
+
+async def test_big_integers_survive_as_strings(tmp_path):
+    store = StateStore(tmp_path / "s.json")
+    store.open()
+    await store.commit(Change(add_notifications=[note(7, 2**64 - 1)]))
+    store.close()
+    raw = json.loads((tmp_path / "s.json").read_text())
+    (doc,) = raw["outbox"].values()
+    assert doc["messageId"] == str(2**64 - 1) and doc["args"]["message_id"] == {"$int": str(2**64 - 1)}
+    _, outbox = read_state(tmp_path / "s.json")
+    assert outbox[7].args["message_id"] == 2**64 - 1
+
+
+async def test_concurrent_commits_share_writes(tmp_path):
+    store = StateStore(tmp_path / "s.json")
+    store.open()
+    await asyncio.gather(*(store.commit(Change(put_calls=[call(i)])) for i in range(200)))
+    assert len(store.calls) == 200 and store.writes < 20
+    store.close()
+    assert len(read_state(tmp_path / "s.json")[0]) == 200
+
+
+async def test_one_writer(tmp_path):
+    first = StateStore(tmp_path / "s.json")
+    first.open()
+    with pytest.raises(StateLocked):
+        StateStore(tmp_path / "s.json").open()
+    first.close()
+    second = StateStore(tmp_path / "s.json")
+    second.open()
+    second.close()
+
+
+async def test_writes_are_atomic_replacements(tmp_path, monkeypatch):
+    store = StateStore(tmp_path / "s.json")
+    store.open()
+    await store.commit(Change(put_calls=[call(1)]))
+    inode = os.stat(tmp_path / "s.json").st_ino
+    await store.commit(Change(put_calls=[call(2)]))
+    assert os.stat(tmp_path / "s.json").st_ino != inode, "a new file is renamed over the old one"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    store.close()
+
+
+async def test_failed_write_changes_nothing(tmp_path, monkeypatch):
+    import videobridge.storage
+
+    store = StateStore(tmp_path / "s.json")
+    store.open()
+    await store.commit(Change(put_calls=[call(1)]))
+    before = (tmp_path / "s.json").read_bytes()
+
+    def broken(path, data):
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(videobridge.storage, "atomic_write", broken)
+    with pytest.raises(StateError):
+        await store.commit(Change(put_calls=[call(2)], drop_calls=["G0001"]))
+    assert list(store.calls) == ["G0001"]
+    assert (tmp_path / "s.json").read_bytes() == before
+    monkeypatch.undo()
+    await store.commit(Change(put_calls=[call(3)]))
+    store.close()
+    assert sorted(read_state(tmp_path / "s.json")[0]) == ["G0001", "G0003"]
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b'{"calls": {"1": {"roomName": "x"}}}'])
+def test_corrupt_files_are_a_clear_error(tmp_path, content):
+    (tmp_path / "s.json").write_bytes(content)
+    with pytest.raises(StateError) as info:
+        StateStore(tmp_path / "s.json").open()
+    assert str(tmp_path / "s.json") in str(info.value)
+    StateStore(tmp_path / "s.json")  # the lock was released: a fixed file could be opened again
