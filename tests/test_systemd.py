@@ -298,8 +298,9 @@ _CHILD = textwrap.dedent(
 _LAUNCHER = textwrap.dedent(
     """
     import os, sys
-    os.dup2(int(sys.argv[1]), 3)
-    os.close(int(sys.argv[1]))
+    if int(sys.argv[1]) != 3:
+        os.dup2(int(sys.argv[1]), 3)
+        os.close(int(sys.argv[1]))
     os.environ["LISTEN_PID"] = str(os.getpid())
     os.environ["LISTEN_FDS"] = "1"
     os.execv(sys.executable, [sys.executable, "-c", sys.argv[2]])
