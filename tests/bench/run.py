@@ -1,0 +1,693 @@
+#!/usr/bin/env python
+"""videobridge benchmarks: one command, markdown tables on stdout.
+
+    python tests/bench/run.py            # full run (a few minutes on a 2-core box)
+    python tests/bench/run.py --quick    # smaller samples, one round (about a minute)
+    python tests/bench/run.py --only join,daily   # some sections: join daily growth presence webhook startup
+
+Absolute times drift between machines, so every table carries ratios or counts measured side by
+side in the same run: the bridge against a bare aiohttp endpoint (the framework's limit) and a
+minimal handler doing only the unavoidable work (the floor), growth against the smallest size,
+latencies against the bare round trip, start-up against the bare interpreter.
+
+Processes: the bridge (`python -m videobridge serve`, JSON logs at info to a file), the bare and
+floor servers and the Daily emulator each run in a process of their own; this process is the load
+generator (aiohttp client, one session per concurrency level, every request with a JWT of its own,
+all minted before the timed window).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+import aiohttp  # noqa: E402
+from loadgen import Req, Result, run, session  # noqa: E402
+from rel_support import API_KEY, HOOK_SECRET, PYTHON, Daemon, daemon_env, percentile, principals  # noqa: E402
+
+from videobridge.devjwt import DevSigner  # noqa: E402
+
+SECTIONS = ("join", "costs", "daily", "growth", "presence", "webhook", "startup")
+STARTER = "724ke-xyaaa-aaaan-ayptq-cai"
+
+
+# ---- small helpers --------------------------------------------------------------------------------
+
+def ms(seconds: float) -> str:
+    if seconds != seconds:
+        return "–"
+    value = seconds * 1000
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if b else "–"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def log_step(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+def iso_to_epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class Proc:
+    """A targets.py server in its own process."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([PYTHON, str(HERE / "targets.py"), *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if not line or line[0] != "PORT":
+            self.stop()
+            raise RuntimeError(f"targets.py {args[0]} did not start")
+        self.url = f"http://127.0.0.1:{line[1]}"
+        self.extra = line[2:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class LogTail:
+    """Reads new JSON log lines of the bridge that contain one of `markers`."""
+
+    def __init__(self, path: Path, *markers: bytes) -> None:
+        self.path = path
+        self.markers = markers
+        self.offset = path.stat().st_size if path.exists() else 0
+        self._partial = b""
+
+    def read(self) -> list[dict[str, Any]]:
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read()
+        self.offset += len(data)
+        data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        return [json.loads(line) for line in lines if any(m in line for m in self.markers)]
+
+
+# ---- the bench ------------------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, quick: bool, tmp: Path, with_fixes: bool = False) -> None:
+        self.quick = quick
+        self.with_fixes = with_fixes
+        self.tmp = tmp
+        self.signer = DevSigner()
+        self.pem_file = tmp / "oc_public.pem"
+        self.pem_file.write_text(self.signer.public_pem)
+        self.emulator = Proc("emulator", "--api-key", API_KEY)
+        self.domain_id = self.emulator.extra[0]
+        self.procs: list[Proc] = [self.emulator]
+        self.daemons: list[Daemon] = []
+        self.out: list[str] = []
+        self.bare_rtt = float("nan")
+        self.seed = random.randrange(1 << 30)
+
+    def close(self) -> None:
+        for daemon in self.daemons:
+            daemon.stop()
+        for proc in self.procs:
+            proc.stop()
+
+    def bridge(self, state: Path, name: str, *, patched: bool = False, **extra: str) -> Daemon:
+        env = daemon_env(emulator_url=self.emulator.url, oc_public=self.signer.public_pem, state=state,
+                         extra={"VIDEOBRIDGE_PRESENCE_INTERVAL": "3600", **extra})
+        command = [PYTHON, str(HERE / "patched_serve.py"), "serve"] if patched else None
+        daemon = Daemon(env, log_path=self.tmp / f"{name}.log", cwd=self.tmp, command=command).start()
+        self.daemons.append(daemon)
+        return daemon
+
+    def stop_bridge(self, daemon: Daemon) -> None:
+        daemon.stop()
+        self.daemons.remove(daemon)
+
+    async def daily_requests(self, http: aiohttp.ClientSession) -> dict[str, int]:
+        async with http.get(self.emulator.url + "/_emulator/stats") as resp:
+            return dict((await resp.json())["requests"])
+
+    # -- requests ---------------------------------------------------------------------------------
+    def next_seed(self) -> int:
+        self.seed += 1
+        return self.seed
+
+    def joins(self, group: str, count: int) -> list[Req]:
+        users = principals(count, self.next_seed())
+        exp = int(time.time()) + 3600 + self.next_seed() % 1000 * 10_000
+        return [Req("GET", f"/room/meeting_access_token?initiator-username=user{i}",
+                    {"x-auth-jwt": self.signer.video_call_token("JoinVideoCall", user_id=user,
+                                                                chat_id={"Group": group}, exp=exp + i)})
+                for i, user in enumerate(users)]
+
+    def starts(self, count: int) -> list[Req]:
+        groups = principals(count, self.next_seed())
+        exp = int(time.time()) + 3600
+        return [Req("GET", f"/room/meeting_access_token?initiator-username=starter{i}",
+                    {"x-auth-jwt": self.signer.video_call_token("StartVideoCall", user_id=STARTER,
+                                                                chat_id={"Group": group}, exp=exp + i)})
+                for i, group in enumerate(groups)]
+
+    def ends(self, groups: Sequence[str]) -> list[Req]:
+        exp = int(time.time()) + 3600
+        return [Req("POST", "/room/end_meeting",
+                    {"x-auth-jwt": self.signer.video_call_token("MarkVideoCallAsEnded", user_id=STARTER,
+                                                                chat_id={"Group": g}, exp=exp + i)})
+                for i, g in enumerate(groups)]
+
+    def start_for(self, group: str) -> Req:
+        token = self.signer.video_call_token("StartVideoCall", user_id=STARTER, chat_id={"Group": group})
+        return Req("GET", "/room/meeting_access_token?initiator-username=starter", {"x-auth-jwt": token})
+
+
+async def run_paced(http: aiohttp.ClientSession, base: str, reqs: Sequence[Req], interval: float,
+                    keep_bodies: bool = False) -> Result:
+    """One request at a time, starting at most one every `interval` seconds."""
+    total = Result()
+    for req in reqs:
+        began = time.perf_counter()
+        one = await run(http, base, [req], 1, keep_bodies=keep_bodies)
+        total.latencies += one.latencies
+        total.statuses.update(one.statuses)
+        total.failures.update(one.failures)
+        total.bodies += one.bodies
+        total.count += 1
+        await asyncio.sleep(max(0.0, interval - (time.perf_counter() - began)))
+    return total
+
+
+START_PACE = 0.06  # the bridge keeps to Daily's 20 requests/s; space starts so that limit is not what we time
+
+
+def check(result: Result, what: str, ok: Sequence[int] = (200,)) -> None:
+    if result.errors(ok):
+        raise SystemExit(f"{what}: {result.errors(ok)} errors: {dict(result.statuses)} {dict(result.failures)}")
+
+
+# ---- 1. join throughput and latency ---------------------------------------------------------------
+
+async def section_join(b: Bench) -> None:
+    log_step("join throughput: starting bridge, bare and floor servers")
+    group = principals(1, b.next_seed())[0]
+    bridge = b.bridge(b.tmp / "join-state.json", "join")
+    async with session(4) as http:
+        started = await run(http, bridge.url, [b.start_for(group)], 1, keep_bodies=True)
+        check(started, "start")
+        sample = await run(http, bridge.url, b.joins(group, 1), 1, keep_bodies=True)
+        check(sample, "sample join")
+    answer = json.loads(sample.bodies[0])
+    body_size = len(sample.bodies[0])
+    bare = Proc("bare", "--body-size", str(body_size))
+    floor = Proc("floor", "--pem-file", str(b.pem_file), "--api-key", API_KEY, "--room", answer["roomName"],
+                 "--domain-id", b.domain_id)
+    b.procs += [bare, floor]
+    targets = {"bare": bare.url, "floor": floor.url, "bridge": bridge.url}
+    pids = {"bare": bare.proc.pid, "floor": floor.proc.pid, "bridge": bridge.pid}
+    if b.with_fixes:  # the same bridge with the suggested join-path fixes monkeypatched in
+        fixed = b.bridge(b.tmp / "join-fixed-state.json", "join-fixed", patched=True)
+        async with session(4) as http:
+            check(await run(http, fixed.url, [b.start_for(group)], 1), "start (fixed)")
+        targets["bridge + fixes"] = fixed.url
+        pids["bridge + fixes"] = fixed.pid
+    levels = (1, 32, 256)
+    sizes = {1: 300, 32: 2000, 256: 2000} if b.quick else {1: 1500, 32: 8000, 256: 8000}
+    rounds = 1 if b.quick else 3
+    warmup = 300 if b.quick else 1000
+
+    log_step("minting JWTs")
+    plans: dict[tuple[int, int], list[Req]] = {}
+    for level in levels:
+        for rnd in range(rounds):
+            plans[level, rnd] = b.joins(group, sizes[level])
+    warm = {name: b.joins(group, warmup + 256) for name in targets}
+
+    results: dict[tuple[int, str], list[Result]] = {}
+    cpu: dict[tuple[int, str], float] = {}  # server CPU seconds spent in the timed windows
+    for name, url in targets.items():  # warm-up: imports, caches, JIT-free but allocator-warm
+        async with session(32) as http:
+            check(await run(http, url, warm[name][:warmup], 32), f"warm-up {name}")
+    for level in levels:
+        for rnd in range(rounds):
+            order = list(targets)
+            order = order[rnd % len(order):] + order[: rnd % len(order)]  # rotate who goes first
+            for name in order:
+                log_step(f"join: {level} clients, round {rnd + 1}/{rounds}, {name}")
+                async with session(level) as http:
+                    # open `level` connections before the timed window
+                    check(await run(http, targets[name], warm[name][warmup: warmup + level], level), "connect")
+                    before = proc_cpu(pids[name])
+                    result = await run(http, targets[name], plans[level, rnd], level)
+                    cpu[level, name] = cpu.get((level, name), 0.0) + proc_cpu(pids[name]) - before
+                check(result, f"{name} at {level}")
+                results.setdefault((level, name), []).append(result)
+
+    rows = []
+    summary: dict[int, dict[str, float]] = {}
+    cpu_summary: dict[int, dict[str, float]] = {}
+    for level in levels:
+        tput = {name: statistics.median(r.throughput for r in results[level, name]) for name in targets}
+        per_join = {name: cpu[level, name] / sum(r.count for r in results[level, name]) for name in targets}
+        summary[level] = tput
+        cpu_summary[level] = per_join
+        for name in targets:
+            lat = [x for r in results[level, name] for x in r.latencies]
+            errors = sum(r.errors() for r in results[level, name])
+            rows.append([level, name, f"{tput[name]:.0f}", ratio(tput[name], tput["floor"]),
+                         ratio(tput[name], tput["bare"]), ms(percentile(lat, 50)), ms(percentile(lat, 99)),
+                         f"{per_join[name] * 1e6:.0f}", ratio(per_join[name], per_join["floor"]), errors])
+        if level == 1:
+            b.bare_rtt = percentile([x for r in results[1, "bare"] for x in r.latencies], 50)
+    b.stop_bridge(bridge)
+    if b.with_fixes:
+        b.stop_bridge(fixed)
+    s32 = summary[32]
+    b.out.append("### Join throughput and latency\n")
+    b.out.append(f"Every request carries its own ES256 JWT (distinct user and exp; {sum(sizes.values()) * rounds} "
+                 f"timed joins per target, minted before the timed window), {rounds} round(s) per level "
+                 f"(median throughput, pooled latencies), answer body {body_size} bytes for every target.\n")
+    b.out.append(table(["clients", "target", "joins/s", "× floor", "× bare", "p50 ms", "p99 ms",
+                        "server CPU µs/join", "CPU × floor", "errors"], rows))
+    c32 = cpu_summary[32]
+    b.out.append(f"\nAt 32 clients the bridge reaches **{s32['bridge'] / s32['floor']:.2f}× the floor's throughput** "
+                 f"(target ≥ 0.80) and {s32['bridge'] / s32['bare']:.2f}× bare; the floor alone is "
+                 f"{s32['floor'] / s32['bare']:.2f}× bare. Server CPU per join: bridge "
+                 f"{c32['bridge'] / c32['floor']:.2f}× the floor's (so routing, state, logging and metrics cost "
+                 f"{1 - c32['floor'] / c32['bridge']:.0%} of the bridge's CPU per join).\n")
+    if b.with_fixes:
+        b.out.append(f"\"bridge + fixes\" is the same daemon with the four join-path fixes of "
+                     f"tests/bench/patched_serve.py monkeypatched in (not the shipped code): "
+                     f"{s32['bridge + fixes'] / s32['floor']:.2f}× the floor at 32 clients.\n")
+
+
+async def section_costs(b: Bench) -> None:
+    import costs
+
+    log_step("per-join CPU breakdown (in-process)")
+    rows = costs.measure(800 if b.quick else 3000)
+    b.out.append("### Where a join's CPU goes\n")
+    b.out.append("In-process, best of 5 passes over distinct JWTs and users (no HTTP). \"suggested\" rows time a "
+                 "cheaper way to get the same output (checked equal): sketches of the fixes proposed below.\n")
+    b.out.append(costs.render(rows))
+    b.out.append("")
+
+
+# ---- 2. Daily calls per request, start latency -----------------------------------------------------
+
+async def section_daily(b: Bench) -> None:
+    log_step("Daily calls per request")
+    bridge = b.bridge(b.tmp / "daily-state.json", "daily")
+    n_start = 30 if b.quick else 100
+    n_join = 200 if b.quick else 1000
+    n_end = 6 if b.quick else 12
+    rows = []
+    async with session(4) as http:
+        async def measured(reqs: list[Req], ok: Sequence[int] = (200,),
+                           pace: float = 0.0) -> tuple[Result, dict[str, int]]:
+            before = await b.daily_requests(http)
+            result = await (run_paced(http, bridge.url, reqs, pace, keep_bodies=True) if pace
+                            else run(http, bridge.url, reqs, 1, keep_bodies=True))
+            check(result, "daily", ok)
+            after = await b.daily_requests(http)
+            return result, {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
+
+        start_reqs = b.starts(n_start)
+        started, start_daily = await measured(start_reqs[: n_start // 2], pace=START_PACE)
+        burst, burst_daily = await measured(start_reqs[n_start // 2:])
+        joined, join_daily = await measured(
+            [r for i in range(n_join) for r in b.joins(_group_of(b, start_reqs[i % n_start]), 1)])
+        again, again_daily = await measured(
+            [b.start_for(_group_of(b, start_reqs[i])) for i in range(min(n_start, 50))])
+        ended, end_daily = await measured(b.ends([_group_of(b, start_reqs[i]) for i in range(n_end)]))
+        assert all(json.loads(x)["ended"] for x in ended.bodies), "end_meeting did not end"
+        await asyncio.sleep(1.0)  # let Daily's DELETE budget (2/s) refill
+        paced, paced_daily = Result(), {}
+        for i in range(n_end, 2 * n_end):
+            one, daily = await measured(b.ends([_group_of(b, start_reqs[i])]))
+            paced.latencies += one.latencies
+            paced.count += one.count
+            for k, v in daily.items():
+                paced_daily[k] = paced_daily.get(k, 0) + v
+            await asyncio.sleep(0.6)
+    join_p50 = percentile(joined.latencies, 50)
+    for what, result, daily, original in (
+            (f"start (new call), {START_PACE * 1000:.0f} ms apart", started, start_daily, "3"),
+            ("start (new call), back to back", burst, burst_daily, "3"),
+            ("join", joined, join_daily, "2"),
+            ("start on a running call", again, again_daily, "–"),
+            ("end_meeting, empty room, back to back", ended, end_daily, "–"),
+            ("end_meeting, empty room, 0.6 s apart", paced, paced_daily, "–")):
+        calls = sum(daily.values())
+        rows.append([what, result.count, calls, f"{calls / result.count:.2f}", original,
+                     ", ".join(f"{k} {v}" for k, v in sorted(daily.items())) or "none",
+                     ms(percentile(result.latencies, 50)), ms(percentile(result.latencies, 99)),
+                     ratio(percentile(result.latencies, 50), join_p50)])
+    b.stop_bridge(bridge)
+    b.out.append("### Daily calls per request and start latency\n")
+    b.out.append("Counted at the Daily emulator; one client, requests in sequence. The bridge keeps to Daily's "
+                 "limits (20 requests/s, 2 room deletes/s): back-to-back starts are paced at 50 ms, and "
+                 "end_meeting answers after the room DELETE.\n")
+    b.out.append(table(["request", "requests", "Daily calls", "per request", "original", "endpoints",
+                        "p50 ms", "p99 ms", "p50 × join p50"], rows))
+    b.out.append("")
+
+
+def _group_of(b: Bench, req: Req) -> str:
+    import base64
+
+    payload = req.headers["x-auth-jwt"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims["chat_id"]["Group"]
+
+
+# ---- 3. growth ----------------------------------------------------------------------------------
+
+async def populate(path: Path, n: int, seed: int, *, state: str = "starting") -> tuple[list[str], list[float]]:
+    """Write n tracked calls in one batch through the store; then time single-call commits."""
+    from videobridge.chats import GroupChat, room_name
+    from videobridge.models import Call, CallState, CallType, Initiator
+    from videobridge.store import Change, StateStore
+
+    groups = principals(n + 20, seed)
+    now = time.time()
+    rng = random.Random(seed)
+
+    def call(group: str) -> Call:
+        return Call(room_name=room_name(GroupChat(group)), message_id=rng.getrandbits(63) + 1,
+                    chat=GroupChat(group), call_type=CallType.DEFAULT, started_by=STARTER,
+                    initiator=Initiator(username="alice", display_name="Alice"), is_diamond=False,
+                    state=CallState(state), created_at=now, room_exp=int(now) + 3600)
+
+    store = StateStore(path)
+    store.open()
+    try:
+        await store.commit(Change(put_calls=[call(g) for g in groups[:n]]))
+        write_times = []
+        for extra in groups[n:]:  # one start's write (the call and its notification), then its removal
+            c = call(extra)
+            t = time.perf_counter()
+            await store.commit(Change(put_calls=[c]))
+            write_times.append(time.perf_counter() - t)
+            await store.commit(Change(drop_calls=[c.room_name]))
+    finally:
+        await store.aclose()
+    return groups[:n], write_times
+
+
+async def section_growth(b: Bench) -> None:
+    sizes = (10, 100, 1000, 10000)
+    n_join = 150 if b.quick else 400
+    n_start = 10 if b.quick else 25
+    rows = []
+    base: dict[str, float] = {}
+    for n in sizes:
+        log_step(f"growth: {n} tracked calls")
+        path = b.tmp / f"growth-{n}.json"
+        groups, writes = await populate(path, n, b.next_seed())
+        size_kib = path.stat().st_size / 1024
+        bridge = b.bridge(path, f"growth-{n}")
+        async with session(4) as http:
+            check(await run(http, bridge.url, b.joins(groups[0], 50), 1), "warm")
+            joins = await run(http, bridge.url, b.joins(groups[0], n_join), 1)
+            check(joins, "growth joins")
+            start_reqs = b.starts(n_start)
+            side_joins = b.joins(groups[-1], 5000)
+            side = Result()
+            done = asyncio.Event()
+
+            async def joiner() -> None:
+                i = 0
+                while not done.is_set() and i < len(side_joins):
+                    r = await run(http, bridge.url, side_joins[i:i + 1], 1)
+                    side.latencies += r.latencies
+                    side.statuses.update(r.statuses)
+                    i += 1
+
+            task = asyncio.create_task(joiner())
+            starts = await run_paced(http, bridge.url, start_reqs, START_PACE)
+            done.set()
+            await task
+            check(starts, "growth starts")
+            check(side, "joins during starts")
+        rss = bridge.rss_kib() / 1024
+        ready = bridge.ready_seconds
+        b.stop_bridge(bridge)
+        j50 = percentile(joins.latencies, 50)
+        s50 = percentile(starts.latencies, 50)
+        w50 = statistics.median(writes)
+        if n == sizes[0]:
+            base = {"join": j50, "start": s50, "write": w50, "ready": ready}
+        rows.append([f"{n:,}", f"{size_kib:,.0f}", ms(w50), ratio(w50, base["write"]), f"{ready:.2f}",
+                     ms(j50), ms(percentile(joins.latencies, 99)), ratio(j50, base["join"]),
+                     ms(s50), ms(percentile(starts.latencies, 99)), ratio(s50, base["start"]),
+                     ms(percentile(side.latencies, 99)), ms(max(side.latencies, default=float("nan"))),
+                     f"{rss:.0f}"])
+    verdict = (f"join p50 at 1,000 calls = {rows[2][7]} that at 10 (target ≤ 1.5×); at 10,000: {rows[3][7]}. "
+               f"Start p50 at 10,000 = {rows[3][10]} that at 10; one durable write at 10,000 = {rows[3][3]} "
+               f"that at 10.")
+    b.out.append("### Growth with the number of tracked calls\n")
+    b.out.append(f"State pre-populated through the store in one batch; write = one start's durable commit "
+                 f"(median of 20, in-process: JSON of the whole file + fsync + rename); joins: {n_join} in sequence; "
+                 f"starts: {n_start} new calls, {START_PACE * 1000:.0f} ms apart, while a second client joins in a loop.\n")
+    b.out.append(table(["tracked calls", "state KiB", "write ms", "× @10", "serve ready s", "join p50 ms",
+                        "join p99 ms", "× @10", "start p50 ms", "start p99 ms", "× @10",
+                        "join p99 during starts ms", "join max during starts ms", "RSS MiB"], rows))
+    b.out.append("\n" + verdict + "\n")
+
+
+# ---- 4. presence reconciliation CPU ------------------------------------------------------------------
+
+async def section_presence(b: Bench) -> None:
+    from videobridge.calls import CallService
+    from videobridge.daily import DailyClient
+    from videobridge.notifier import LoggingNotifier
+    from videobridge.outbox import Outbox
+    from videobridge.poller import PresencePoller
+    from videobridge.store import StateStore
+
+    rows = []
+    for n in (10, 1000, 10000):
+        log_step(f"presence: {n} tracked calls")
+        measures: dict[str, tuple[float, float, int]] = {}
+        for state in ("live", "starting"):
+            path = b.tmp / f"presence-{n}-{state}.json"
+            await populate(path, n, b.next_seed(), state=state)
+            store = StateStore(path)
+            store.open()
+            outbox = Outbox(store=store, notifier=LoggingNotifier())
+            calls = CallService(store=store, rooms=None, minter=None, outbox=outbox)  # type: ignore[arg-type]
+            now = datetime.now().isoformat()
+            body = json.dumps({room: [{"room": room, "id": str(uuid.uuid4()), "userId": STARTER, "userName": "alice",
+                                       "mtgSessionId": str(uuid.uuid4()), "joinTime": now, "duration": 42}]
+                               for room in store.calls}).encode()
+            daily = DailyClient(api_key=API_KEY, base_url="http://127.0.0.1:9")
+
+            async def answer(*_: Any, **__: Any) -> Any:
+                return json.loads(body)
+
+            daily._call = answer  # type: ignore[method-assign]  # the real parsing, minus the socket
+            poller = PresencePoller(daily=daily, calls=calls, interval=15.0)
+            try:
+                if state == "live":
+                    await poller.poll_once()  # warm
+                    polls = 20 if n < 10000 else 5
+                    cpu, wall = time.process_time(), time.perf_counter()
+                    for _ in range(polls):
+                        await poller.poll_once()
+                    measures[state] = ((time.process_time() - cpu) / polls, (time.perf_counter() - wall) / polls,
+                                       store.writes)
+                else:  # after a restart every call is still "starting": one poll makes them all live
+                    writes = store.writes
+                    cpu, wall = time.process_time(), time.perf_counter()
+                    await poller.poll_once()
+                    measures[state] = (time.process_time() - cpu, time.perf_counter() - wall, store.writes - writes)
+            finally:
+                await daily.close()
+                await store.aclose()
+        live_cpu = measures["live"][0]
+        first_cpu, first_wall, first_writes = measures["starting"]
+        rows.append([f"{n:,}", ms(live_cpu), f"{live_cpu / n * 1e6:.1f}", ms(first_cpu), ms(first_wall),
+                     first_writes])
+    b.out.append("### Presence reconciliation CPU per poll\n")
+    b.out.append("In-process: the real DailyClient.presence parsing of a Daily-shaped body (every call "
+                 "occupied by one participant) plus CallService.reconcile; no socket. \"First poll\" is the one "
+                 "after a restart, when every tracked call is still `starting` and goes live.\n")
+    b.out.append(table(["tracked calls", "CPU ms per steady poll", "µs per call", "first poll CPU ms",
+                        "first poll wall ms", "first poll state writes"], rows))
+    b.out.append("")
+
+
+# ---- 5. webhook, start-up, --help ----------------------------------------------------------------
+
+async def section_webhook(b: Bench) -> None:
+    from videobridge.webhooks import sign
+
+    log_step("webhook meeting.ended -> end notification queued")
+    bridge = b.bridge(b.tmp / "webhook-state.json", "webhook")
+    n = 20 if b.quick else 60
+    tail = LogTail(bridge.log_path, b'"call_ended"', b'"ic_notification_skipped"')
+    answers, queued, handed = [], [], []
+    async with session(4) as http:
+        start_reqs = b.starts(n)
+        started = await run(http, bridge.url, start_reqs, 1, keep_bodies=True)
+        check(started, "webhook starts")
+        for body in started.bodies:
+            answer = json.loads(body)
+            room, message_id = answer["roomName"], answer["messageId"]
+            event = json.dumps({"version": "1.0.0", "type": "meeting.ended", "id": str(uuid.uuid4()),
+                                "event_ts": time.time(), "payload": {"room": room, "meeting_id": str(uuid.uuid4()),
+                                                                      "start_ts": time.time() - 60,
+                                                                      "end_ts": time.time()}},
+                               separators=(",", ":")).encode()
+            ts = str(int(time.time()))
+            headers = {"X-Webhook-Timestamp": ts, "X-Webhook-Signature": sign(HOOK_SECRET, ts, event),
+                       "Content-Type": "application/json"}
+            sent = time.time()
+            t0 = time.perf_counter()
+            async with http.post(bridge.url + "/room/hook", data=event, headers=headers) as resp:
+                await resp.read()
+                assert resp.status == 200, resp.status
+            answers.append(time.perf_counter() - t0)
+            got: dict[str, float] = {}
+            deadline = time.monotonic() + 10
+            while len(got) < 2 and time.monotonic() < deadline:
+                for entry in tail.read():
+                    if entry.get("event") == "call_ended" and entry.get("room") == room:
+                        got["queued"] = iso_to_epoch(entry["timestamp"])
+                    if (entry.get("event") == "ic_notification_skipped" and entry.get("message_id") == message_id
+                            and entry.get("method") == "end_video_call_v2"):
+                        got["handed"] = iso_to_epoch(entry["timestamp"])
+                await asyncio.sleep(0.0005)
+            if len(got) < 2:
+                raise SystemExit(f"no end notification for {room}")
+            queued.append(got["queued"] - sent)
+            handed.append(got["handed"] - sent)
+            await asyncio.sleep(0.55)  # Daily's DELETE limit is 2/s: keep room deletes from queueing up
+    b.stop_bridge(bridge)
+    rtt = b.bare_rtt
+    rows = [["hook answered (200)", n, ms(percentile(answers, 50)), ms(percentile(answers, 99)),
+             ratio(percentile(answers, 50), rtt)],
+            ["end notification queued (durable)", n, ms(percentile(queued, 50)), ms(percentile(queued, 99)),
+             ratio(percentile(queued, 50), rtt)],
+            ["end notification handed to the notifier", n, ms(percentile(handed, 50)), ms(percentile(handed, 99)),
+             ratio(percentile(handed, 50), rtt)]]
+    b.out.append("### Webhook `meeting.ended` → end notification\n")
+    b.out.append("From sending the signed webhook (wall clock) to the bridge's `call_ended` log line (written "
+                 "after the end notification is committed to the state file) and to the notifier's log line; "
+                 "ratios against the bare endpoint's round trip at 1 client" +
+                 (f" ({ms(rtt)} ms)" if rtt == rtt else " (join section not run)") + ".\n")
+    b.out.append(table(["measure", "samples", "p50 ms", "p99 ms", "p50 × bare RTT"], rows))
+    b.out.append("")
+
+
+async def section_startup(b: Bench) -> None:
+    log_step("start-up times")
+    reps = 3 if b.quick else 7
+
+    def timed(cmd: list[str]) -> float:
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=b.tmp)
+        return time.perf_counter() - t
+
+    cli = str(Path(PYTHON).parent / "videobridge")
+    measures: dict[str, list[float]] = {"python -c pass": [], "python -c 'import aiohttp'": [],
+                                         "videobridge --help": [], "serve → READY=1 (empty state)": []}
+    for _ in range(reps):
+        measures["python -c pass"].append(timed([PYTHON, "-c", "pass"]))
+        measures["python -c 'import aiohttp'"].append(timed([PYTHON, "-c", "import aiohttp"]))
+        measures["videobridge --help"].append(timed([cli, "--help"]))
+        state = b.tmp / f"startup-{uuid.uuid4().hex}.json"
+        daemon = b.bridge(state, "startup")
+        measures["serve → READY=1 (empty state)"].append(daemon.ready_seconds)
+        b.stop_bridge(daemon)
+    base = statistics.median(measures["python -c pass"])
+    rows = [[what, f"{statistics.median(v) * 1000:.0f}", f"{max(v) * 1000:.0f}", ratio(statistics.median(v), base)]
+            for what, v in measures.items()]
+    b.out.append("### Start-up\n")
+    b.out.append(f"Median of {reps} runs each (process spawn to exit, or to the READY=1 sd_notify datagram).\n")
+    b.out.append(table(["command", "median ms", "max ms", "× python -c pass"], rows))
+    b.out.append("")
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+async def main_async(args: argparse.Namespace) -> None:
+    from videobridge.logs import configure_logging
+
+    configure_logging(fmt="json", level="info", stream=open(os.devnull, "w"))  # in-process parts log too
+    chosen = [s for s in SECTIONS if s in set(args.only.split(","))] if args.only else list(SECTIONS)
+    with tempfile.TemporaryDirectory(prefix="vb-bench-") as tmp:
+        b = Bench(args.quick, Path(tmp), with_fixes=args.with_fixes)
+        funcs: dict[str, Callable[[Bench], Any]] = {
+            "join": section_join, "costs": section_costs, "daily": section_daily, "growth": section_growth,
+            "presence": section_presence, "webhook": section_webhook, "startup": section_startup}
+        started = time.perf_counter()
+        try:
+            for name in chosen:
+                await funcs[name](b)
+        finally:
+            b.close()
+        elapsed = time.perf_counter() - started
+    import jwt as pyjwt
+    import tinydb
+
+    import aiohttp as aio
+    head = (f"## videobridge benchmarks ({'quick' if args.quick else 'full'} run)\n\n"
+            f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
+            f"aiohttp {aio.__version__}, PyJWT {pyjwt.__version__}, TinyDB {tinydb.__version__}; "
+            f"{platform.machine()} {platform.system()} {platform.release()}; run took {elapsed:.0f} s.\n"
+            f"Command: `python tests/bench/run.py{' --quick' if args.quick else ''}"
+            f"{' --with-fixes' if args.with_fixes else ''}{' --only ' + args.only if args.only else ''}`\n")
+    print(head)
+    print("\n".join(b.out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller samples, one round")
+    parser.add_argument("--with-fixes", action="store_true",
+                        help="join section: also benchmark the bridge with the suggested fixes monkeypatched in")
+    parser.add_argument("--only", default="", help=f"comma-separated sections: {','.join(SECTIONS)}")
+    args = parser.parse_args()
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""Shared machinery for the reliability tests and the benchmarks.
+
+- `LoopThread` / `EmulatorThread`: an asyncio loop in a daemon thread (the Daily emulator lives
+  there, so a test or benchmark can count its requests while `serve` runs in another process).
+- `Daemon`: `python -m videobridge serve` as a subprocess, logs (JSON, info) to a file, READY
+  seen through a NOTIFY_SOCKET of our own, the port read from the "listening" log line.
+- principals, signed IC identities and small statistics helpers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from videobridge.config import KNOWN
+from videobridge.principal import bytes_to_principal
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+HOOK_SECRET = b"videobridge-reliability-webhook!"
+ADMIN_TOKEN = "reliability-admin-token-0123456789"
+API_KEY = "reliability-daily-api-key-" + "0123456789abcdef" * 2  # >= 32 bytes for HS256
+
+
+# ---- principals ---------------------------------------------------------------------------------
+
+def principal(rng: random.Random | None = None, size: int = 10) -> str:
+    """A random principal (10 bytes: the size of OpenChat canister ids)."""
+    rng = rng or random.Random()
+    return bytes_to_principal(bytes(rng.getrandbits(8) for _ in range(size)))
+
+
+def principals(count: int, seed: int | None = None, size: int = 10) -> list[str]:
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    out: list[str] = []
+    while len(out) < count:
+        p = principal(rng, size)
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+# ---- a loop in a thread -------------------------------------------------------------------------
+
+class LoopThread:
+    def __init__(self, name: str = "rel-loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Awaitable[T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
+
+    def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
+        async def invoke() -> T:
+            return fn()
+
+        return self.run(invoke(), timeout)
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            self.run(shutdown(), 10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.loop.close()
+
+
+class EmulatorThread(LoopThread):
+    """A DailyEmulator served from a loop in a daemon thread."""
+
+    def __init__(self, api_key: str = API_KEY) -> None:
+        super().__init__("daily-emulator")
+        from videobridge.emulator import DailyEmulator
+
+        self.api_key = api_key
+        self.emulator: Any = self.call(lambda: DailyEmulator(api_key=api_key))
+        self.url: str = self.run(self.emulator.start("127.0.0.1", 0))
+
+    def requests(self) -> collections.Counter[str]:
+        return self.call(lambda: collections.Counter(self.emulator.requests))
+
+    def close(self) -> None:
+        try:
+            self.run(self.emulator.stop(), 10)
+        finally:
+            super().close()
+
+
+# ---- the daemon as a subprocess -----------------------------------------------------------------
+
+class NotifySocket:
+    """An abstract AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self) -> None:
+        self.name = f"videobridge-rel-{uuid.uuid4().hex}"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + self.name)
+
+    @property
+    def address(self) -> str:
+        return "@" + self.name
+
+    def wait_for(self, word: str, timeout: float) -> float:
+        """Block until a datagram containing `word` arrives; returns time.monotonic() of arrival."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {word} within {timeout}s")
+            self.sock.settimeout(left)
+            data = self.sock.recv(4096).decode()
+            if word in data.split("\n"):
+                return time.monotonic()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def daemon_env(*, emulator_url: str, oc_public: str, state: Path, api_key: str = API_KEY,
+               extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in KNOWN and k not in ("CREDENTIALS_DIRECTORY", "STATE_DIRECTORY", "JOURNAL_STREAM",
+                                           "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                                           "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")}
+    env.update({
+        "DAILY_API_KEY": api_key,
+        "DAILY_API_URL": emulator_url,
+        "DAILY_HOOK_HMAC": base64.b64encode(HOOK_SECRET).decode(),
+        "OC_PUBLIC": oc_public,
+        "HOST": "127.0.0.1",
+        "PORT": "0",
+        "VIDEOBRIDGE_STATE": str(state),
+        "VIDEOBRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "VIDEOBRIDGE_LOG_FORMAT": "json",
+        "VIDEOBRIDGE_LOG_LEVEL": "info",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    env.update(extra or {})
+    return env
+
+
+class Daemon:
+    """`python -m videobridge serve` in its own process, ready when it says READY=1."""
+
+    def __init__(self, env: Mapping[str, str], *, log_path: Path, cwd: Path,
+                 command: list[str] | None = None) -> None:
+        self._env = dict(env)
+        self._command = command or [PYTHON, "-m", "videobridge", "serve"]
+        self.log_path = log_path
+        self._cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.ready_seconds = 0.0
+
+    def start(self, timeout: float = 30.0) -> Daemon:
+        notify = NotifySocket()
+        try:
+            env = {**self._env, "NOTIFY_SOCKET": notify.address}
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            log = open(self.log_path, "ab")
+            try:
+                started = time.monotonic()
+                self.proc = subprocess.Popen(self._command, env=env, cwd=self._cwd,
+                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            finally:
+                log.close()
+            try:
+                ready_at = notify.wait_for("READY=1", timeout)
+            except (TimeoutError, OSError):
+                self.kill()
+                raise RuntimeError(f"serve did not get ready; log tail:\n{self.log_tail()}") from None
+            self.ready_seconds = ready_at - started
+        finally:
+            notify.close()
+        self.url = self._listening_url(offset)
+        return self
+
+    def _listening_url(self, offset: int) -> str:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(offset)
+                for line in fh:
+                    if b'"listening"' in line:
+                        address = json.loads(line)["addresses"][0]
+                        return f"http://{address}"
+            time.sleep(0.01)
+        raise RuntimeError(f"no listening line in the log:\n{self.log_tail()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait: graceful shutdown."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return -9
+        return self.proc.returncode
+
+    def rss_kib(self) -> int:
+        with open(f"/proc/{self.pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def log_events(self, *names: str) -> list[dict[str, Any]]:
+        out = []
+        wanted = set(names)
+        with open(self.log_path, "rb") as fh:
+            for line in fh:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if not wanted or entry.get("event") in wanted:
+                    out.append(entry)
+        return out
+
+
+# ---- the IC side ---------------------------------------------------------------------------------
+
+def ic_identity() -> tuple[str, str]:
+    """(PEM with literal \\n as in .env files, principal text) of a fresh secp256k1 identity."""
+    from fakeic import generate_pem, principal_of_pem
+
+    pem = generate_pem()
+    return pem, principal_of_pem(pem)
+
+
+# ---- statistics ----------------------------------------------------------------------------------
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
