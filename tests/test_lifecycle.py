@@ -122,6 +122,8 @@ async def test_end_meeting_by_the_last_person_ends_at_once(bridge, signer, emula
     async with bridge.post("/room/end_meeting", headers={"x-auth-jwt": end_token(signer)}) as resp:
         assert resp.status == 200
         assert (await resp.json())["ended"] is True
+    assert bridge_of(bridge).store.calls[room].state is CallState.ENDING, "durable before the answer"
+    await bridge_of(bridge).calls.drain()
     assert room not in bridge_of(bridge).store.calls and emulator.room(room) is None
     assert 1 == len(ends(notifier))
 

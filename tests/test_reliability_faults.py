@@ -128,6 +128,7 @@ async def test_daily_down_end_meeting_answers_within_its_budget_and_joins_keep_w
     emulator.clear_faults()
     status, body = await end_meeting(bridge, end_token(signer))
     assert status == 200 and body["ended"] is True
+    await bridge_of(bridge).calls.drain()  # the room delete runs after the answer
     assert room not in bridge_of(bridge).store.calls
 
 
@@ -146,7 +147,7 @@ async def test_room_delete_storm_keeps_the_end_and_the_poller_finishes_it(make_b
     assert queued < 1.0
     elapsed, (status, body) = await task
     assert status == 200 and body["ended"] is True
-    assert elapsed <= 20.0 + SLACK, elapsed
+    assert elapsed <= 1.0, f"end_meeting waits for the durable end only, not for Daily: {elapsed}"
     assert b.store.calls[room].state is CallState.ENDING
     emulator.clear_faults()
     await eventually(lambda: room not in b.store.calls, timeout=10, what="room delete retried by the poller")
@@ -207,8 +208,6 @@ async def test_ic_outage_never_blocks_calls_and_delivery_resumes_by_itself(ic_br
     assert took < 10
 
 
-@pytest.mark.xfail(strict=True, reason="outbox.plan_end cancels a start whose earlier attempt may have reached the IC "
-                                       "(timeout after the IC executed it): OpenChat keeps a call that never ends")
 async def test_end_after_a_lost_ic_answer_still_reaches_the_ic(ic_bridge, fake, signer):
     b = bridge_of(ic_bridge)
     release = asyncio.Event()
@@ -236,8 +235,6 @@ async def test_end_after_a_lost_ic_answer_still_reaches_the_ic(ic_bridge, fake, 
 
 # ---- ends that outlive their call (slow Daily, late webhooks) ------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="end_soon/end_call are keyed by room only: a 'retry' end queued by the "
-                                       "poller for an ending call ends the next call started in the same room")
 async def test_a_retry_queued_for_the_old_call_does_not_end_the_new_one(bridge, signer, emulator, notifier):
     b = bridge_of(bridge)
     _, first = await get_token(bridge, start_token(signer))
@@ -256,8 +253,6 @@ async def test_a_retry_queued_for_the_old_call_does_not_end_the_new_one(bridge, 
         "the new call was ended by the old call's retry"
 
 
-@pytest.mark.xfail(strict=True, reason="meeting.ended is applied to whatever call holds the room: a late event "
-                                       "for the previous meeting (Daily sends it up to ~20 s late) ends a new call")
 async def test_a_late_meeting_ended_of_the_previous_meeting_does_not_end_a_new_call(bridge, signer, emulator):
     import json as _json
 

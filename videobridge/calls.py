@@ -92,7 +92,7 @@ class CallService:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._empty_polls: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._ending: set[str] = set()
+        self._ending: set[tuple[str, str, int]] = set()
 
     @property
     def calls(self) -> Mapping[str, Call]:
@@ -183,14 +183,20 @@ class CallService:
         if present > 1:
             return {"ended": False, "roomName": room, "participants": present,
                     "reason": "others are still in the call"}
-        await self.end_call(room, "end_meeting")
+        # the answer waits for the durable end, not for Daily's 2 req/s room deletes
+        await self.end_call(room, "end_meeting", message_id=call.message_id, background_delete=True)
         return {"ended": True, "roomName": room}
 
-    async def end_call(self, room: str, reason: str) -> bool:
-        """Queue the end notification(s), delete the Daily room, drop the call. Idempotent."""
+    async def end_call(self, room: str, reason: str, *, message_id: int | None = None,
+                       background_delete: bool = False) -> bool:
+        """Queue the end notification(s), delete the Daily room, drop the call. Idempotent.
+
+        With `message_id`, only that call ends: a signal about an earlier call in the same room
+        (a late webhook, a queued retry) must not end the call that replaced it.
+        """
         async with self._room_lock(room):
             call = self._store.calls.get(room)
-            if call is None:
+            if call is None or (message_id is not None and call.message_id != message_id):
                 return False
             if call.state is not CallState.ENDING:
                 change = self._outbox.plan_end(call)
@@ -202,30 +208,58 @@ class CallService:
                     self._observer.call_ended(reason)
                 log.info("call_ended", room=room, message_id=str(call.message_id), reason=reason,
                          duration=round(self._clock() - call.created_at, 1))
+        if background_delete:
+            self._spawn(("delete", room, call.message_id), self.remove_room(room, call.message_id))
+        else:
+            await self.remove_room(room, call.message_id)
+        return True
+
+    async def remove_room(self, room: str, message_id: int) -> bool:
+        """Delete the Daily room of an ending call, then drop the call; False if Daily failed."""
+        async with self._room_lock(room):
+            call = self._store.calls.get(room)
+            if call is None or call.message_id != message_id or call.state is not CallState.ENDING:
+                return True  # already gone, or a new call owns the room now
             try:
                 await self._rooms.delete_room(room)
             except DailyNotFound:
                 pass
             except DailyError as exc:
                 log.warning("room_delete_failed", room=room, error=str(exc), retry="next poll")
-                return True
+                return False
             await self._store.commit(Change(drop_calls=[room]))
         return True
 
-    def end_soon(self, room: str, reason: str) -> None:
+    def end_soon(self, room: str, reason: str, message_id: int) -> None:
         """End in the background (webhooks and the poller must not wait for Daily)."""
-        if room in self._ending:
-            return
-        self._ending.add(room)
-        task = asyncio.create_task(self.end_call(room, reason), name=f"end-{room}")
-        self._tasks.add(task)
-        task.add_done_callback(lambda t: self._finished(room, t))
+        self._spawn(("end", room, message_id), self.end_call(room, reason, message_id=message_id))
 
-    def _finished(self, room: str, task: asyncio.Task[Any]) -> None:
+    def on_meeting_ended(self, room: str, payload: Mapping[str, Any]) -> bool:
+        """`meeting.ended`: Daily sends it up to ~20 s late, so check it is about this call."""
+        call = self._store.calls.get(room)
+        if call is None:
+            return False
+        when = payload.get("end_ts", payload.get("start_ts"))
+        if isinstance(when, (int, float)) and not isinstance(when, bool) and when < call.created_at:
+            log.info("meeting_ended_ignored", room=room, reason="event is about an earlier meeting")
+            return False
+        self.end_soon(room, "meeting.ended", call.message_id)
+        return True
+
+    def _spawn(self, key: tuple[str, str, int], work: Any) -> None:
+        if key in self._ending:
+            work.close()
+            return
+        self._ending.add(key)
+        task = asyncio.create_task(work, name=f"{key[0]}-{key[1]}")
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._finished(key, t))
+
+    def _finished(self, key: tuple[str, str, int], task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        self._ending.discard(room)
+        self._ending.discard(key)
         if not task.cancelled() and task.exception() is not None:
-            log.error("call_end_failed", error=str(task.exception())[:200])
+            log.error("call_end_failed", room=key[1], error=str(task.exception())[:200])
 
     async def drain(self) -> None:
         """Wait for background ends (tests, shutdown)."""
@@ -256,27 +290,35 @@ class CallService:
         went_live: list[Call] = []
         for room, call in list(self._store.calls.items()):
             if call.state is CallState.ENDING:
-                self.end_soon(room, "retry")  # the room delete did not get through earlier
+                # the room delete did not get through earlier
+                self._spawn(("delete", room, call.message_id), self.remove_room(room, call.message_id))
                 continue
             if call.room_exp + EXPIRY_MARGIN <= now:
-                self.end_soon(room, "expired")
+                self.end_soon(room, "expired", call.message_id)
             elif occupancy.get(room, 0) > 0:
                 self._empty_polls.pop(room, None)
-                if call.state is CallState.STARTING:
+                # a room whose lock is held has a change in flight: it goes live next poll
+                if call.state is CallState.STARTING and room not in self._locks:
                     went_live.append(call.evolve(state=CallState.LIVE, last_seen_at=now))
             elif call.state is CallState.LIVE:
                 empty = self._empty_polls.get(room, 0) + 1
                 self._empty_polls[room] = empty
                 if empty >= EMPTY_POLLS_TO_END:
-                    self.end_soon(room, "empty")
+                    self.end_soon(room, "empty", call.message_id)
             elif now - call.created_at > self._start_grace:
-                self.end_soon(room, "never_joined")
+                self.end_soon(room, "never_joined", call.message_id)
         if went_live:
-            # each under its room lock; the store's group commit still makes it one write
-            await asyncio.gather(*(self.mark_live(call.room_name) for call in went_live))
+            # No await between the lock check above and this submission, so no change for these
+            # rooms is pending ahead of it; one write for the whole poll.
+            await self._store.commit(Change(put_calls=went_live))
+            if len(went_live) <= 20:
+                for call in went_live:
+                    log.info("call_live", room=call.room_name, message_id=str(call.message_id))
+            else:
+                log.info("calls_live", count=len(went_live))
 
     def resume(self) -> None:
-        """After a restart: finish ends that were interrupted."""
+        """After a restart: finish the room deletes that were interrupted."""
         for room, call in self._store.calls.items():
             if call.state is CallState.ENDING:
-                self.end_soon(room, "resume")
+                self._spawn(("delete", room, call.message_id), self.remove_room(room, call.message_id))

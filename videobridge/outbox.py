@@ -68,13 +68,19 @@ class Outbox:
         self._attempts: dict[int, int] = {}  # seq -> failed attempts (memory only: restarts retry at once)
         self._not_before: dict[int, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Starts this process queued that have surely not reached the IC (never attempted, or
+        # every attempt failed to connect). Only those may be cancelled by an end; a start
+        # loaded from disk may have been sent by the previous process.
+        self._unsent: set[int] = set()
         self.delivered = 0
 
     # -- planning (called by the call service, inside its per-room lock) -----------------------
     def plan_start(self, call: Call) -> list[Notification]:
         from videobridge.notifier.routing import plan_start
 
-        return plan_start(call, first_seq=self._store.allocate_seq(2), now=self._clock())
+        notes = plan_start(call, first_seq=self._store.allocate_seq(2), now=self._clock())
+        self._unsent.update(n.seq for n in notes)
+        return notes
 
     def plan_end(self, call: Call) -> Change:
         """End notifications for a call; if its start never got out, cancel both instead."""
@@ -82,11 +88,12 @@ class Outbox:
 
         pending_start = [n.seq for n in self._store.outbox.values()
                          if n.message_id == call.message_id and n.kind is NotificationKind.START]
-        if pending_start and call.message_id not in self._in_flight:
+        if pending_start and all(seq in self._unsent for seq in pending_start):
             for _ in pending_start:
                 self._count("start", "cancelled")
             log.info("notification_cancelled", room=call.room_name, message_id=str(call.message_id),
                      reason="call ended before its start reached OpenChat")
+            self._unsent.difference_update(pending_start)
             return Change(settle_notifications=pending_start)
         notes = plan_end(call, first_seq=self._store.allocate_seq(2), now=self._clock())
         return Change(add_notifications=notes)
@@ -145,10 +152,14 @@ class Outbox:
 
         fields = {"room": note.room_name, "message_id": str(note.message_id), "method": note.method,
                   "canister": note.canister_id, "seq": note.seq}
+        unsent = note.seq in self._unsent
+        self._unsent.discard(note.seq)
         try:
             try:
                 outcome = await self._notifier.send(note)
             except TransientNotifyError as exc:
+                if unsent and getattr(exc, "reason", None) == "unsent":
+                    self._unsent.add(note.seq)
                 attempt = self._attempts.get(note.seq, 0) + 1
                 self._attempts[note.seq] = attempt
                 delay = self._retry.delay(attempt)

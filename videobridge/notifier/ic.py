@@ -209,6 +209,8 @@ class IcNotifier:
         except TransportError as exc:
             reason, message = _describe_transport(exc.__cause__ or exc)
             raise TransientNotifyError(message, reason=reason) from exc
+        except ConnectionRefusedError as exc:
+            raise TransientNotifyError("cannot connect to the IC (connection refused)", reason="unsent") from exc
         except OSError as exc:
             raise TransientNotifyError(f"network error: {type(exc).__name__}", reason="transport") from exc
         except (ICError, RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
@@ -227,6 +229,9 @@ class IcNotifier:
 def _describe_transport(exc: BaseException) -> tuple[str, str]:
     import httpx
 
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        # no connection, so the call surely never reached the IC
+        return "unsent", f"cannot connect to the IC ({type(exc).__name__})"
     if isinstance(exc, httpx.HTTPStatusError):
         return "transport", f"HTTP {exc.response.status_code} from the IC"
     if isinstance(exc, httpx.TimeoutException):

@@ -90,7 +90,7 @@ def _dispatch(app: web.Application, bridge: Bridge, event: WebhookEvent) -> None
     assert event.room is not None
     log.info("webhook_event", type=event.type, room=event.room, event_id=event.id)
     if event.type == "meeting.ended":
-        bridge.calls.end_soon(event.room, "meeting.ended")
+        bridge.calls.on_meeting_ended(event.room, event.payload)
     elif event.type in ("meeting.started", "participant.joined"):
         task = asyncio.create_task(bridge.calls.mark_live(event.room))
         tasks: set[asyncio.Task[Any]] = app[BACKGROUND]
