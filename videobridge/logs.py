@@ -10,6 +10,7 @@ licence to log secrets.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -51,6 +52,8 @@ _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # A whole PEM block, or a truncated one up to the end of the string; `\n` may be literal.
 _PEM_RE = re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(?:-----END [A-Z0-9 ]+-----|\Z)", re.DOTALL)
 _AUTH_RE = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+# Every pattern above needs one of these: "eyJ", "-----BEGIN", or whitespace before a credential.
+_SUSPECT = re.compile(r"eyJ|-----BEGIN|\s").search
 _MAX_DEPTH = 8
 _HANDLER_MARK = "_videobridge_handler"
 
@@ -58,12 +61,20 @@ _HANDLER_MARK = "_videobridge_handler"
 def is_sensitive_key(key: object) -> bool:
     if not isinstance(key, str):
         return False
+    return _sensitive_name(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sensitive_name(key: str) -> bool:
+    # cached: every log line asks this for each of its (few, recurring) keys
     norm = key.lower().replace("-", "_")
     return norm in _SENSITIVE_KEYS or norm.endswith(_SENSITIVE_SUFFIXES)
 
 
 def scrub(text: str) -> str:
     """Mask JWTs, PEM blocks and `Bearer …`/`Basic …` credentials inside free text."""
+    if not _SUSPECT(text):  # one C-level scan clears almost every string
+        return text
     if "eyJ" in text:
         text = _JWT_RE.sub("[JWT]", text)
     if "-----BEGIN" in text:
@@ -99,8 +110,20 @@ def _redact_item(key: object, value: Any, depth: int) -> Any:
 
 
 def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """structlog processor form of `redact_value`."""
-    return {k: _redact_item(k, v, 0) for k, v in event_dict.items()}
+    """structlog processor form of `redact_value`, with a fast lane for flat scalar fields."""
+    out: EventDict = {}
+    for key, value in event_dict.items():
+        kind = type(value)
+        if value is None or kind is bool:
+            out[key] = value
+        elif kind is str or kind is int or kind is float:
+            if is_sensitive_key(key):
+                out[key] = REDACTED
+            else:
+                out[key] = scrub(value) if kind is str else value
+        else:
+            out[key] = _redact_item(key, value, 0)
+    return out
 
 
 def _order_keys(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:

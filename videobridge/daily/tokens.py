@@ -7,6 +7,8 @@ POST /meeting-tokens with the long property names.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +36,21 @@ class TokenGrant:
     exp: int  # unix seconds; equal to the room's exp
 
 
-def self_signed_token(grant: TokenGrant, *, api_key: str, domain_id: str, now: int) -> str:
+_HS256 = jwt.get_algorithm_by_name("HS256")
+_HEADER = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")  # as PyJWT writes it
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _sign(claims: dict[str, Any], key: Any) -> str:
+    """HS256 with a key PyJWT prepared once: jwt.encode re-vets the key on every call."""
+    body = base64.urlsafe_b64encode(_dumps(claims).encode()).rstrip(b"=")
+    signing_input = _HEADER + b"." + body
+    signature = base64.urlsafe_b64encode(_HS256.sign(signing_input, key)).rstrip(b"=")
+    return (signing_input + b"." + signature).decode()
+
+
+def self_signed_token(grant: TokenGrant, *, api_key: str, domain_id: str, now: int,
+                      prepared_key: Any | None = None) -> str:
     claims: dict[str, Any] = {
         "r": grant.room_name,
         "d": domain_id,
@@ -52,7 +68,7 @@ def self_signed_token(grant: TokenGrant, *, api_key: str, domain_id: str, now: i
         claims["p"] = _AUDIENCE_P
     else:
         claims["p"] = _PARTICIPANT_P
-    return jwt.encode(claims, api_key, algorithm="HS256")
+    return _sign(claims, prepared_key if prepared_key is not None else _HS256.prepare_key(api_key))
 
 
 def rest_token_properties(grant: TokenGrant) -> dict[str, Any]:
@@ -90,6 +106,7 @@ class TokenMinter:
         if not domain_id and client is None:
             raise ValueError("TokenMinter needs a domain id or a Daily client")
         self._api_key = api_key
+        self._key = _HS256.prepare_key(api_key)
         self._domain_id = domain_id or None
         self._client = client
         self._clock = clock
@@ -109,6 +126,7 @@ class TokenMinter:
 
     async def mint(self, grant: TokenGrant) -> str:
         if self._domain_id is not None:
-            return self_signed_token(grant, api_key=self._api_key, domain_id=self._domain_id, now=int(self._clock()))
+            return self_signed_token(grant, api_key=self._api_key, domain_id=self._domain_id,
+                                     now=int(self._clock()), prepared_key=self._key)
         assert self._client is not None  # guaranteed by __init__
         return await self._client.create_meeting_token(rest_token_properties(grant))

@@ -64,6 +64,9 @@ def route_label(request: web.Request) -> str:
 
 
 def make_middleware(cors: Cors, observe: Callable[[str, str, int, float], None]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    # bound once (logging is configured before the app is built): skips the proxy's per-call lookup
+    access_log = structlog.get_logger("videobridge.http").bind()
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
@@ -90,7 +93,7 @@ def make_middleware(cors: Cors, observe: Callable[[str, str, int, float], None])
         route = route_label(request)
         observe(route, request.method, response.status, elapsed)
         claims = request.get(CLAIMS)
-        access_line(log, method=request.method, path=request.path, status=response.status,
+        access_line(access_log, method=request.method, path=request.path, status=response.status,
                     duration_ms=elapsed * 1000,
                     claim_type=claims.claim_type.value if claims is not None else None,
                     chat_kind=claims.chat.kind.value if claims is not None else None,
