@@ -60,3 +60,14 @@ def test_foreign_room_names_are_refused(name):
 def test_direct_chat_knows_the_other_user():
     chat = DirectChat.between(BOB, ALICE)
     assert chat.users == (ALICE, BOB) and chat.other(ALICE) == BOB and chat.other(BOB) == ALICE
+
+
+def test_direct_and_channel_chats_need_canister_ids():
+    short = bytes_to_principal(b"\x01\x02")
+    with pytest.raises(InvalidChat, match="canister id"):
+        chat_from_claim({"Direct": short}, ALICE)
+    with pytest.raises(InvalidChat, match="canister id"):
+        chat_from_claim({"Direct": BOB}, short)
+    with pytest.raises(InvalidChat, match="canister id"):
+        chat_from_claim({"Channel": [short, 1]}, ALICE)
+    assert chat_from_claim({"Group": short}, ALICE) == GroupChat(short)  # group names have one id only

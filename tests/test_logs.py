@@ -214,3 +214,24 @@ def test_access_line_has_no_query_string() -> None:
     assert failed["path"] == "/room/end_meeting" and failed["level"] == "error"
     assert failed["outcome"] == "daily_unavailable" and "ignored" not in failed
     assert "claim_type" not in failed
+
+
+def test_malformed_http_requests_are_one_short_warning():
+    import io
+    import json
+    import logging
+
+    from aiohttp.http_exceptions import LineTooLong
+
+    from videobridge.logs import configure_logging
+
+    out = io.StringIO()
+    configure_logging(fmt="json", level="info", stream=out)
+    try:
+        raise LineTooLong("x" * 100, "8190")
+    except LineTooLong:
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+    (line,) = out.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["level"] == "warning" and record["event"] == "bad HTTP request: LineTooLong"
+    assert "exception" not in record and "Traceback" not in line

@@ -117,3 +117,11 @@ def test_corrupt_files_are_a_clear_error(tmp_path, content):
         StateStore(tmp_path / "s.json").open()
     assert str(tmp_path / "s.json") in str(info.value)
     StateStore(tmp_path / "s.json")  # the lock was released: a fixed file could be opened again
+
+
+def test_temp_files_left_by_a_kill_are_removed_on_open(tmp_path):
+    (tmp_path / ".s.json.abc123.tmp").write_text("half a write")
+    store = StateStore(tmp_path / "s.json")
+    store.open()
+    assert not list(tmp_path.glob("*.tmp"))
+    store.close()

@@ -19,6 +19,7 @@ from videobridge.principal import InvalidPrincipal, bytes_to_principal, principa
 CHANNEL_ID_MODULUS = 2**32
 _ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # OpenChat canister ids are 10 bytes, i.e. 14 characters of unpadded base64.
+CANISTER_ID_BYTES = 10
 _CANISTER_B64_LEN = 14
 _CHANNEL_B64_LEN = 22
 
@@ -87,13 +88,16 @@ def _unb64(text: str) -> bytes:
         raise InvalidChat("room name is not base64") from exc
 
 
-def _principal(text: object, what: str) -> str:
+def _principal(text: object, what: str, *, canister: bool = False) -> str:
     if not isinstance(text, str):
         raise InvalidChat(f"{what} must be a principal string")
     try:
-        principal_to_bytes(text)
+        raw = principal_to_bytes(text)
     except InvalidPrincipal as exc:
         raise InvalidChat(f"{what} is not a valid principal: {exc}") from exc
+    # Direct and channel room names concatenate fixed-width canister ids: other lengths collide
+    if canister and len(raw) != CANISTER_ID_BYTES:
+        raise InvalidChat(f"{what} is not a canister id")
     return text
 
 
@@ -120,14 +124,15 @@ def chat_from_claim(chat_id: Any, user_id: str) -> Chat:
     if tag == "Group":
         return GroupChat(_principal(value, "chat_id.Group"))
     if tag == "Direct":
-        other = _principal(value, "chat_id.Direct")
+        other = _principal(value, "chat_id.Direct", canister=True)
+        _principal(user_id, "user_id", canister=True)
         if other == user_id:
             raise InvalidChat("a direct chat needs two different users")
         return DirectChat.between(user_id, other)
     if tag == "Channel":
         if not isinstance(value, list) or len(value) != 2:
             raise InvalidChat("chat_id.Channel must be [community, channel id]")
-        return ChannelChat(_principal(value[0], "chat_id.Channel[0]"), parse_channel_id(value[1]))
+        return ChannelChat(_principal(value[0], "chat_id.Channel[0]", canister=True), parse_channel_id(value[1]))
     raise InvalidChat(f"unknown chat kind {str(tag)[:32]!r}")
 
 

@@ -242,6 +242,26 @@ def configure_logging(
     _configure_stdlib(shared, renderer, out, max(level_no, logging.WARNING))
 
 
+def _quiet_bad_http(record: logging.LogRecord) -> bool:
+    """aiohttp logs every malformed request (a client's mistake) at ERROR with a traceback.
+
+    Anyone can send those, so they would flood the journal: keep one short warning line.
+    (Edited in place: returning a new record from a filter needs Python 3.12.)
+    """
+    exc = record.exc_info[1] if record.exc_info else None
+    if record.name.startswith("aiohttp") and exc is not None and _is_client_http_error(exc):
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args = f"bad HTTP request: {type(exc).__name__}", None
+        record.exc_info = record.exc_text = None
+    return True
+
+
+def _is_client_http_error(exc: BaseException) -> bool:
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    return isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500
+
+
 def _configure_stdlib(shared: list[Processor], renderer: Processor, out: TextIO, level: int) -> None:
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
@@ -250,6 +270,7 @@ def _configure_stdlib(shared: list[Processor], renderer: Processor, out: TextIO,
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     handler.setLevel(level)
+    handler.addFilter(_quiet_bad_http)
     setattr(handler, _HANDLER_MARK, True)
     root = logging.getLogger()
     _remove_our_handlers(root)

@@ -93,6 +93,9 @@ class StateStore:
             handle.close()
             raise StateLocked(f"state file {self.path} is in use by another videobridge process") from None
         self._lock_file = handle
+        # A kill during a write can leave its temp file; we hold the lock, so none is in use.
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
         try:
             self._db = TinyDB(self.path, storage=AtomicJSONStorage)
             self._storage = self._db.storage  # type: ignore[assignment]

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -61,7 +62,7 @@ def parse_timestamp(value: str | None) -> float | None:
         number = float(value)
     except ValueError:
         return None
-    if number != number or number <= 0:  # NaN or negative
+    if not math.isfinite(number) or number <= 0:
         return None
     return number / 1000.0 if number > 1e11 else number
 
