@@ -128,9 +128,8 @@ class LogTail:
 # ---- the bench ------------------------------------------------------------------------------------
 
 class Bench:
-    def __init__(self, quick: bool, tmp: Path, with_fixes: bool = False) -> None:
+    def __init__(self, quick: bool, tmp: Path) -> None:
         self.quick = quick
-        self.with_fixes = with_fixes
         self.tmp = tmp
         self.signer = DevSigner()
         self.pem_file = tmp / "oc_public.pem"
@@ -149,11 +148,10 @@ class Bench:
         for proc in self.procs:
             proc.stop()
 
-    def bridge(self, state: Path, name: str, *, patched: bool = False, **extra: str) -> Daemon:
+    def bridge(self, state: Path, name: str, **extra: str) -> Daemon:
         env = daemon_env(emulator_url=self.emulator.url, oc_public=self.signer.public_pem, state=state,
                          extra={"VIDEOBRIDGE_PRESENCE_INTERVAL": "3600", **extra})
-        command = [PYTHON, str(HERE / "patched_serve.py"), "serve"] if patched else None
-        daemon = Daemon(env, log_path=self.tmp / f"{name}.log", cwd=self.tmp, command=command).start()
+        daemon = Daemon(env, log_path=self.tmp / f"{name}.log", cwd=self.tmp).start()
         self.daemons.append(daemon)
         return daemon
 
@@ -241,12 +239,6 @@ async def section_join(b: Bench) -> None:
     b.procs += [bare, floor]
     targets = {"bare": bare.url, "floor": floor.url, "bridge": bridge.url}
     pids = {"bare": bare.proc.pid, "floor": floor.proc.pid, "bridge": bridge.pid}
-    if b.with_fixes:  # the same bridge with the suggested join-path fixes monkeypatched in
-        fixed = b.bridge(b.tmp / "join-fixed-state.json", "join-fixed", patched=True)
-        async with session(4) as http:
-            check(await run(http, fixed.url, [b.start_for(group)], 1), "start (fixed)")
-        targets["bridge + fixes"] = fixed.url
-        pids["bridge + fixes"] = fixed.pid
     levels = (1, 32, 256)
     sizes = {1: 300, 32: 2000, 256: 2000} if b.quick else {1: 1500, 32: 8000, 256: 8000}
     rounds = 1 if b.quick else 3
@@ -296,8 +288,6 @@ async def section_join(b: Bench) -> None:
         if level == 1:
             b.bare_rtt = percentile([x for r in results[1, "bare"] for x in r.latencies], 50)
     b.stop_bridge(bridge)
-    if b.with_fixes:
-        b.stop_bridge(fixed)
     s32 = summary[32]
     b.out.append("### Join throughput and latency\n")
     b.out.append(f"Every request carries its own ES256 JWT (distinct user and exp; {sum(sizes.values()) * rounds} "
@@ -311,10 +301,6 @@ async def section_join(b: Bench) -> None:
                  f"{s32['floor'] / s32['bare']:.2f}× bare. Server CPU per join: bridge "
                  f"{c32['bridge'] / c32['floor']:.2f}× the floor's (so routing, state, logging and metrics cost "
                  f"{1 - c32['floor'] / c32['bridge']:.0%} of the bridge's CPU per join).\n")
-    if b.with_fixes:
-        b.out.append(f"\"bridge + fixes\" is the same daemon with the four join-path fixes of "
-                     f"tests/bench/patched_serve.py monkeypatched in (not the shipped code): "
-                     f"{s32['bridge + fixes'] / s32['floor']:.2f}× the floor at 32 clients.\n")
 
 
 async def section_costs(b: Bench) -> None:
@@ -323,8 +309,8 @@ async def section_costs(b: Bench) -> None:
     log_step("per-join CPU breakdown (in-process)")
     rows = costs.measure(800 if b.quick else 3000)
     b.out.append("### Where a join's CPU goes\n")
-    b.out.append("In-process, best of 5 passes over distinct JWTs and users (no HTTP). \"suggested\" rows time a "
-                 "cheaper way to get the same output (checked equal): sketches of the fixes proposed below.\n")
+    b.out.append("In-process, best of 5 passes over distinct JWTs and users (no HTTP); \"floor\" rows are work the "
+                 "floor server does too, \"bridge only\" rows are what the bridge adds.\n")
     b.out.append(costs.render(rows))
     b.out.append("")
 
@@ -382,8 +368,8 @@ async def section_daily(b: Bench) -> None:
     b.stop_bridge(bridge)
     b.out.append("### Daily calls per request and start latency\n")
     b.out.append("Counted at the Daily emulator; one client, requests in sequence. The bridge keeps to Daily's "
-                 "limits (20 requests/s, 2 room deletes/s): back-to-back starts are paced at 50 ms, and "
-                 "end_meeting answers after the room DELETE.\n")
+                 "limits (20 requests/s, 2 room deletes/s): back-to-back starts are paced at 50 ms; "
+                 "end_meeting answers once the end is durable and the room DELETE follows in the background.\n")
     b.out.append(table(["request", "requests", "Daily calls", "per request", "original", "endpoints",
                         "p50 ms", "p99 ms", "p50 × join p50"], rows))
     b.out.append("")
@@ -654,7 +640,7 @@ async def main_async(args: argparse.Namespace) -> None:
     configure_logging(fmt="json", level="info", stream=open(os.devnull, "w"))  # in-process parts log too
     chosen = [s for s in SECTIONS if s in set(args.only.split(","))] if args.only else list(SECTIONS)
     with tempfile.TemporaryDirectory(prefix="vb-bench-") as tmp:
-        b = Bench(args.quick, Path(tmp), with_fixes=args.with_fixes)
+        b = Bench(args.quick, Path(tmp))
         funcs: dict[str, Callable[[Bench], Any]] = {
             "join": section_join, "costs": section_costs, "daily": section_daily, "growth": section_growth,
             "presence": section_presence, "webhook": section_webhook, "startup": section_startup}
@@ -674,7 +660,7 @@ async def main_async(args: argparse.Namespace) -> None:
             f"aiohttp {aio.__version__}, PyJWT {pyjwt.__version__}, TinyDB {tinydb.__version__}; "
             f"{platform.machine()} {platform.system()} {platform.release()}; run took {elapsed:.0f} s.\n"
             f"Command: `python tests/bench/run.py{' --quick' if args.quick else ''}"
-            f"{' --with-fixes' if args.with_fixes else ''}{' --only ' + args.only if args.only else ''}`\n")
+            f"{' --only ' + args.only if args.only else ''}`\n")
     print(head)
     print("\n".join(b.out))
 
@@ -682,8 +668,6 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller samples, one round")
-    parser.add_argument("--with-fixes", action="store_true",
-                        help="join section: also benchmark the bridge with the suggested fixes monkeypatched in")
     parser.add_argument("--only", default="", help=f"comma-separated sections: {','.join(SECTIONS)}")
     args = parser.parse_args()
     asyncio.run(main_async(args))
