@@ -111,9 +111,9 @@ async def one_round(daemon: Daemon, signer: DevSigner, groups: list[str], ledger
             jwt = signer.video_call_token("MarkVideoCallAsEnded", user_id=STARTER, chat_id={"Group": group})
             ledger.end_requested.add(mid)
             end_tasks[mid] = asyncio.create_task(fire(http, daemon.url, "POST", "/room/end_meeting", jwt))
-        # most kills land while requests are in flight; some after the slower ends (Daily's DELETE
-        # limit is 2/s, so an end_meeting can take a second) were answered
-        delay = rng.uniform(0.0, 0.35) if rng.random() < 0.6 else rng.uniform(0.35, 2.2)
+        # most kills land while requests are in flight (a start or an end answers within a few
+        # tens of ms here), some after everything was answered and the outbox is delivering
+        delay = rng.uniform(0.0, 0.03) if rng.random() < 0.7 else rng.uniform(0.03, 1.0)
         done, pending = await asyncio.wait([*start_tasks.values(), *end_tasks.values()], timeout=delay)
         daemon.kill()
         if pending:
@@ -213,7 +213,7 @@ async def kill_rounds(tmp_path: Path, seed: int) -> None:
         assert mid in ic_starts and mid not in ic_ends
     assert {c.room_name for c in calls.values()} <= ledger.rooms
     assert len(ledger.acked_starts) >= ROUNDS, "too few acknowledged starts to mean anything"
-    assert ledger.kills_mid_flight >= ROUNDS // 3, "the kills mostly missed the requests"
+    assert ledger.kills_mid_flight >= ROUNDS // 4, "the kills mostly missed the requests"
     leftovers = list(tmp_path.glob(".state.json.*.tmp"))
     duplicates = sum(n - 1 for n in collections.Counter(sequence).values() if n > 1)
     print(f"\ncrash: {ROUNDS} kills ({ledger.kills_mid_flight} with requests in flight, {ledger.requests_cut} "
