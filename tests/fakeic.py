@@ -39,7 +39,7 @@ from icp_candid import DIDLoader, Types, decode, encode
 from icp_candid.candid import LEB128, OptClass, Pipe, RecClass, RecordClass, TypeIds, VariantClass, VecClass
 
 from videobridge.models import CanisterKind
-from videobridge.notifier.candid import Error, Reply, Success
+from videobridge.notifier.candid import Reply, Success
 from videobridge.principal import bytes_to_principal, principal_to_bytes
 
 _PRELUDE = """

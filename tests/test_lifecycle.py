@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from helpers import (
-    ALICE, BOB, GROUP, HOOK_SECRET, bridge_of, end_token, get_token, join_token, signed_hook, start_token,
+    BOB, GROUP, HOOK_SECRET, bridge_of, end_token, get_token, join_token, signed_hook, start_token,
 )
 from videobridge.daily import DailyClient
 from videobridge.models import CallState, NotificationKind

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from videobridge.chats import Chat, InvalidChat, chat_from_claim
@@ -46,7 +47,10 @@ class JwtVerifier:
     """Holds the parsed OpenChat public key; `verify` is called on every request."""
 
     def __init__(self, public_key_pem: str) -> None:
-        self._key = load_pem_public_key(public_key_pem.encode())
+        key = load_pem_public_key(public_key_pem.encode())
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise ValueError("the OpenChat key must be an EC (P-256) public key")
+        self._key = key
 
     def verify(self, token: str | None, *, now: float | None = None) -> VideoCallClaims:
         if not token:
@@ -97,11 +101,11 @@ def parse_claims(payload: Any, *, now: float | None = None) -> VideoCallClaims:
         raise AuthError("x-auth-jwt has expired")
     raw_type = payload.get("claim_type")
     try:
-        claim_type = ClaimType(raw_type)
+        claim_type = ClaimType(str(raw_type))
     except ValueError:
         raise AuthError("JWT claim_type is not a video call claim") from None
     user_id = payload.get("user_id")
-    if not is_principal(user_id):
+    if not isinstance(user_id, str) or not is_principal(user_id):
         raise AuthError("JWT user_id is not a valid principal")
     try:
         chat = chat_from_claim(payload.get("chat_id"), user_id)
@@ -111,7 +115,7 @@ def parse_claims(payload: Any, *, now: float | None = None) -> VideoCallClaims:
         return VideoCallClaims(claim_type=claim_type, user_id=user_id, chat=chat, exp=exp)
     raw_call_type = payload.get("call_type")
     try:
-        call_type = CallType(raw_call_type)
+        call_type = CallType(str(raw_call_type))
     except ValueError:
         raise AuthError("JWT call_type must be Default or Broadcast") from None
     is_diamond = payload.get("is_diamond", False)

@@ -85,7 +85,7 @@ async def _resolve_domain(daily: DailyClient, minter: TokenMinter) -> None:
 @contextlib.asynccontextmanager
 async def open_bridge(settings: Settings, *, notifier: Any | None = None, sandbox: bool = False,
                       clock: Callable[[], float] = time.time,
-                      notify_retry: RetryPolicy = RetryPolicy()) -> AsyncIterator[Bridge]:
+                      notify_retry: RetryPolicy | None = None) -> AsyncIterator[Bridge]:
     if not settings.daily_api_key:
         raise ConfigError("DAILY_API_KEY is required but not set (environment, .env or credential)")
     if not settings.oc_public:
@@ -97,7 +97,8 @@ async def open_bridge(settings: Settings, *, notifier: Any | None = None, sandbo
     daily = DailyClient(api_key=settings.daily_api_key, base_url=settings.daily_api_url, observer=health)
     notifier = notifier if notifier is not None else build_notifier(settings, sandbox=sandbox)
     minter = TokenMinter(api_key=settings.daily_api_key, domain_id=settings.daily_domain_id, client=daily)
-    outbox = Outbox(store=store, notifier=notifier, clock=clock, retry=notify_retry, observer=metrics)
+    outbox = Outbox(store=store, notifier=notifier, clock=clock, retry=notify_retry or RetryPolicy(),
+                    observer=metrics)
     calls = CallService(store=store, rooms=daily, minter=minter, outbox=outbox,
                         start_grace=settings.start_grace, clock=clock, observer=metrics)
     poller = PresencePoller(daily=daily, calls=calls, interval=settings.presence_interval, observer=metrics)

@@ -106,7 +106,8 @@ class WebhookVerifier:
             return Verdict.MALFORMED, None
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             return Verdict.MALFORMED, None
-        payload = data.get("payload") if isinstance(data.get("payload"), dict) else {}
+        raw_payload = data.get("payload")
+        payload: dict[str, Any] = raw_payload if isinstance(raw_payload, dict) else {}
         event_id = data.get("id") if isinstance(data.get("id"), str) else None
         room = payload.get("room") if isinstance(payload.get("room"), str) else None
         if event_id is not None:

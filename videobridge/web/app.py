@@ -11,7 +11,7 @@ from aiohttp import web
 
 from videobridge.bridge import open_bridge
 from videobridge.config import Settings
-from videobridge.outbox import RetryPolicy
+from videobridge.outbox import RetryPolicy  # noqa: TC001 (annotation)
 from videobridge.web import handlers
 from videobridge.web.keys import BACKGROUND, BRIDGE
 from videobridge.web.middleware import Cors, make_middleware
@@ -35,7 +35,7 @@ def make_app(settings: Settings, *, notifier: Any | None = None, sandbox: bool =
 
     async def bridge_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_bridge(settings, notifier=notifier, sandbox=sandbox, clock=clock,
-                               notify_retry=notify_retry or RetryPolicy()) as bridge:
+                               notify_retry=notify_retry) as bridge:
             app[BRIDGE] = bridge
             observers.append(bridge.metrics.observe_http)
             yield
