@@ -39,13 +39,9 @@ class PresencePoller:
         self._interval = interval
         self._monotonic = monotonic
         self._observer = observer
-        self._wake = asyncio.Event()
         self.failures = 0
         self.last_success: float | None = None  # monotonic time of the last good poll
         self.polls = 0
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def seconds_since_success(self) -> float | None:
         return None if self.last_success is None else self._monotonic() - self.last_success
@@ -90,11 +86,7 @@ class PresencePoller:
                     log.exception("presence_poll_crashed", failures=self.failures)
             else:
                 self.failures = 0
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._delay())
-            except TimeoutError:
-                pass
+            await asyncio.sleep(self._delay())
 
     def _count(self, outcome: str) -> None:
         if self._observer is not None:
