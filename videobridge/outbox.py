@@ -136,7 +136,10 @@ class Outbox:
                 due, next_at = self._due(self._clock())
                 for note in due[: max(0, self._concurrency - len(self._in_flight))]:
                     self._in_flight.add(note.message_id)
-                    task = asyncio.create_task(self._deliver(note), name=f"notify-{note.seq}")
+                    # from here on an end may no longer cancel it: decided before the task first runs
+                    unsent = note.seq in self._unsent
+                    self._unsent.discard(note.seq)
+                    task = asyncio.create_task(self._deliver(note, unsent), name=f"notify-{note.seq}")
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
                 timeout = None if next_at is None else max(0.0, next_at - self._clock())
@@ -147,13 +150,11 @@ class Outbox:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _deliver(self, note: Notification) -> None:
+    async def _deliver(self, note: Notification, unsent: bool) -> None:
         from videobridge.notifier import TransientNotifyError
 
         fields = {"room": note.room_name, "message_id": str(note.message_id), "method": note.method,
                   "canister": note.canister_id, "seq": note.seq}
-        unsent = note.seq in self._unsent
-        self._unsent.discard(note.seq)
         try:
             try:
                 outcome = await self._notifier.send(note)
