@@ -15,7 +15,6 @@ class DailyHealth:
     def __init__(self, *, forward: Any | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._forward = forward
         self._monotonic = monotonic
-        self.last_ok: float | None = None
         self.failing_since: float | None = None
 
     def request_done(self, endpoint: str, outcome: str, seconds: float) -> None:
@@ -23,7 +22,6 @@ class DailyHealth:
             if self.failing_since is None:
                 self.failing_since = self._monotonic()
         else:  # any answer, even a 404 or 429, means Daily is there
-            self.last_ok = self._monotonic()
             self.failing_since = None
         if self._forward is not None:
             self._forward.request_done(endpoint, outcome, seconds)

@@ -72,7 +72,6 @@ class Outbox:
         # every attempt failed to connect). Only those may be cancelled by an end; a start
         # loaded from disk may have been sent by the previous process.
         self._unsent: set[int] = set()
-        self.delivered = 0
 
     # -- planning (called by the call service, inside its per-room lock) -----------------------
     def plan_start(self, call: Call) -> list[Notification]:
@@ -173,7 +172,6 @@ class Outbox:
             await self._store.commit(Change(settle_notifications=[note.seq]))
             self._attempts.pop(note.seq, None)
             self._not_before.pop(note.seq, None)
-            self.delivered += 1
             self._count(note.kind.value, label)
             level = log.info if label in ("success", "skipped") else log.warning
             level("notification_settled", outcome=label, **extra, **fields)

@@ -41,7 +41,6 @@ class PresencePoller:
         self._observer = observer
         self.failures = 0
         self.last_success: float | None = None  # monotonic time of the last good poll
-        self.polls = 0
 
     def seconds_since_success(self) -> float | None:
         return None if self.last_success is None else self._monotonic() - self.last_success
@@ -64,7 +63,6 @@ class PresencePoller:
         occupancy = {room: len(people) for room, people in presence.items()}
         await self._calls.reconcile(occupancy)
         self.failures = 0
-        self.polls += 1
         self.last_success = self._monotonic()
         self._count("ok")
         return True

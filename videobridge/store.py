@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,9 +217,3 @@ def summarize(calls: Mapping[str, Call]) -> dict[str, int]:
         counts[call.state.value] = counts.get(call.state.value, 0) + 1
     return counts
 
-
-def state_file_size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0
