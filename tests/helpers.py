@@ -17,6 +17,7 @@ BOB = "hut2x-yaaaa-aaaaq-bi6za-cai"
 CAROL = "rdmx6-jaaaa-aaaaa-aaadq-cai"
 GROUP = "ll4qc-niaaa-aaaap-qvfoq-cai"
 COMMUNITY = "3v2qj-5qaaa-aaaar-q2qoa-cai"
+LOCAL_USER_INDEX = "nq4qv-wqaaa-aaaaf-bhdgq-cai"  # a local user index canister
 HOOK_SECRET = b"videobridge-test-webhook-secret!"
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 
@@ -42,13 +43,26 @@ def bridge_of(client: TestClient) -> Any:
 
 
 def start_token(signer: DevSigner, user: str = ALICE, chat: dict[str, Any] | None = None, *,
-                call_type: str = "Default", diamond: bool = False) -> str:
+                call_type: str = "Default", diamond: bool = False, audio_only: bool | None = None) -> str:
+    extra = {} if audio_only is None else {"audio_only": audio_only}  # None: an older client's token
     return signer.video_call_token("StartVideoCall", user_id=user, chat_id=chat or {"Group": GROUP},
-                                   call_type=call_type, is_diamond=diamond)
+                                   call_type=call_type, is_diamond=diamond, **extra)
 
 
 def join_token(signer: DevSigner, user: str = BOB, chat: dict[str, Any] | None = None) -> str:
     return signer.video_call_token("JoinVideoCall", user_id=user, chat_id=chat or {"Group": GROUP})
+
+
+def participant_token(signer: DevSigner, user: str = BOB, chat: dict[str, Any] | None = None, *,
+                      local_user_index: str | None = LOCAL_USER_INDEX) -> str:
+    return signer.video_call_token("VideoCallParticipant", user_id=user, chat_id=chat or {"Group": GROUP},
+                                   local_user_index=local_user_index)
+
+
+def decline_token(signer: DevSigner, message_id: int | str, user: str = BOB,
+                  chat: dict[str, Any] | None = None, *, local_user_index: str | None = LOCAL_USER_INDEX) -> str:
+    return signer.video_call_token("DeclineVideoCall", user_id=user, chat_id=chat or {"Group": GROUP},
+                                   message_id=str(message_id), local_user_index=local_user_index)
 
 
 def end_token(signer: DevSigner, user: str = ALICE, chat: dict[str, Any] | None = None) -> str:

@@ -66,3 +66,63 @@ def test_parse_claims_refuses_what_openchat_would_not_mint():
                    {"call_type": None}, {"is_diamond": 1}, {"exp": int(time.time()) - 3600}):
         with pytest.raises(AuthError):
             parse_claims({**good, **change})
+
+
+NEW = {"exp": int(time.time()) + 60, "user_id": "724ke-xyaaa-aaaan-ayptq-cai",
+       "chat_id": {"Group": "ll4qc-niaaa-aaaap-qvfoq-cai"}}
+LUI = "nq4qv-wqaaa-aaaaf-bhdgq-cai"
+
+
+def test_audio_only_makes_a_default_start_an_audio_call_and_leaves_broadcast_alone():
+    start = {**NEW, "claim_type": "StartVideoCall", "call_type": "Default", "is_diamond": False}
+    assert parse_claims(start).call_type is CallType.DEFAULT  # an older client: no audio_only
+    assert parse_claims({**start, "audio_only": False}).call_type is CallType.DEFAULT
+    assert parse_claims({**start, "audio_only": True}).call_type is CallType.AUDIO
+    assert parse_claims({**start, "call_type": "Broadcast", "audio_only": True}).call_type is CallType.BROADCAST
+    for bad in ({"audio_only": "yes"}, {"audio_only": 1}, {"call_type": "Audio"}):
+        with pytest.raises(AuthError):
+            parse_claims({**start, **bad})
+
+
+def test_participant_and_decline_claims_carry_their_fields():
+    participant = parse_claims({**NEW, "claim_type": "VideoCallParticipant", "local_user_index": LUI})
+    assert (participant.claim_type, participant.local_user_index, participant.message_id) == \
+        (ClaimType.PARTICIPANT, LUI, None)
+    assert parse_claims({**NEW, "claim_type": "VideoCallParticipant", "local_user_index": None}).local_user_index is None
+    join = parse_claims({**NEW, "claim_type": "JoinVideoCall", "local_user_index": LUI})
+    assert join.claim_type is ClaimType.JOIN and join.local_user_index == LUI
+    decline = parse_claims({**NEW, "claim_type": "DeclineVideoCall", "message_id": str(2**64 - 1),
+                            "local_user_index": LUI})
+    assert (decline.claim_type, decline.message_id, decline.local_user_index) == (ClaimType.DECLINE, 2**64 - 1, LUI)
+
+
+def test_decline_claims_refuse_a_bad_message_id_or_local_user_index():
+    decline = {**NEW, "claim_type": "DeclineVideoCall", "message_id": "12345", "local_user_index": LUI}
+    for bad in ({"message_id": "0"}, {"message_id": str(2**64)}, {"message_id": "-1"}, {"message_id": "1e5"},
+                {"message_id": None}, {"message_id": True}, {"local_user_index": None},
+                {"local_user_index": "not-a-principal"}):
+        with pytest.raises(AuthError):
+            parse_claims({**decline, **bad})
+    with pytest.raises(AuthError):
+        parse_claims({**NEW, "claim_type": "JoinVideoCall", "local_user_index": 7})
+
+
+@pytest.mark.parametrize(("accept", "allowed"), [
+    ("ACCESS_CLAIMS", {"StartVideoCall", "JoinVideoCall"}),
+    ("END_CLAIMS", {"MarkVideoCallAsEnded"}),
+    ("DECLINE_CLAIMS", {"DeclineVideoCall", "VideoCallParticipant"}),
+    ("LEAVE_CLAIMS", {"VideoCallParticipant", "JoinVideoCall"}),
+])
+def test_each_endpoint_takes_only_its_own_claim_types(signer, verifier, accept, allowed):
+    import videobridge.auth as auth
+
+    fields = {"StartVideoCall": {"call_type": "Default", "is_diamond": False},
+              "DeclineVideoCall": {"message_id": "42", "local_user_index": LUI},
+              "VideoCallParticipant": {"local_user_index": LUI}}
+    for claim_type in (t.value for t in ClaimType):
+        token = signer.sign({**NEW, "claim_type": claim_type, **fields.get(claim_type, {})})
+        if claim_type in allowed:
+            assert verifier.verify(token, accept=getattr(auth, accept)).claim_type.value == claim_type
+        else:
+            with pytest.raises(AuthError, match="not accepted here"):
+                verifier.verify(token, accept=getattr(auth, accept))

@@ -140,9 +140,12 @@ async def test_end_meeting_while_others_are_in_keeps_the_call(bridge, signer, em
     assert room in bridge_of(bridge).store.calls and not ends(notifier)
 
 
-async def test_end_meeting_accepts_join_tokens_and_no_call(bridge, signer):
-    async with bridge.post("/room/end_meeting", headers={"x-auth-jwt": join_token(signer)}) as resp:
+async def test_end_meeting_takes_only_end_tokens_and_answers_without_a_call(bridge, signer):
+    async with bridge.post("/room/end_meeting", headers={"x-auth-jwt": end_token(signer)}) as resp:
         assert resp.status == 200 and (await resp.json())["ended"] is False
+    for jwt in (join_token(signer), start_token(signer)):  # SPEC §9: MarkVideoCallAsEnded only
+        async with bridge.post("/room/end_meeting", headers={"x-auth-jwt": jwt}) as resp:
+            assert resp.status == 401 and "not accepted here" in (await resp.json())["message"]
 
 
 async def test_probe_and_unknown_events(bridge):

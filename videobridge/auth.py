@@ -31,6 +31,16 @@ class ClaimType(StrEnum):
     START = "StartVideoCall"
     JOIN = "JoinVideoCall"
     END = "MarkVideoCallAsEnded"
+    PARTICIPANT = "VideoCallParticipant"  # newer clients (SPEC §9): decline and leave
+    DECLINE = "DeclineVideoCall"  # minted by the local user index for the ring screen
+
+
+# Which claim types each endpoint takes (SPEC §9); any other video-call claim is a 401 there.
+ACCESS_CLAIMS = frozenset({ClaimType.START, ClaimType.JOIN})
+END_CLAIMS = frozenset({ClaimType.END})
+DECLINE_CLAIMS = frozenset({ClaimType.DECLINE, ClaimType.PARTICIPANT})
+LEAVE_CLAIMS = frozenset({ClaimType.PARTICIPANT, ClaimType.JOIN})
+U64_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,8 +49,10 @@ class VideoCallClaims:
     user_id: str
     chat: Chat
     exp: int
-    call_type: CallType = CallType.DEFAULT  # only StartVideoCall carries one
+    call_type: CallType = CallType.DEFAULT  # only StartVideoCall carries one; Audio from audio_only
     is_diamond: bool = False
+    local_user_index: str | None = None  # Join (optional), VideoCallParticipant, DeclineVideoCall
+    message_id: int | None = None  # DeclineVideoCall only
 
 
 class JwtVerifier:
@@ -52,7 +64,15 @@ class JwtVerifier:
             raise ValueError("the OpenChat key must be an EC (P-256) public key")
         self._key = key
 
-    def verify(self, token: str | None, *, now: float | None = None) -> VideoCallClaims:
+    def verify(self, token: str | None, *, accept: frozenset[ClaimType] | None = None,
+               now: float | None = None) -> VideoCallClaims:
+        """Verify and parse; with `accept`, any other claim type is refused (401)."""
+        claims = self._verify(token, now=now)
+        if accept is not None and claims.claim_type not in accept:
+            raise AuthError(f"a {claims.claim_type.value} token is not accepted here")
+        return claims
+
+    def _verify(self, token: str | None, *, now: float | None) -> VideoCallClaims:
         if not token:
             raise AuthError("missing x-auth-jwt header")
         if len(token) > MAX_JWT_LENGTH:
@@ -71,7 +91,6 @@ class JwtVerifier:
         except jwt.PyJWTError as exc:
             raise AuthError(f"x-auth-jwt rejected: {_reason(exc)}") from None
         return parse_claims(payload, now=now)
-
 
     @staticmethod
     def _check_header(token: str) -> None:
@@ -111,15 +130,56 @@ def parse_claims(payload: Any, *, now: float | None = None) -> VideoCallClaims:
         chat = chat_from_claim(payload.get("chat_id"), user_id)
     except InvalidChat as exc:
         raise AuthError(f"JWT chat_id: {exc}") from None
-    if claim_type is not ClaimType.START:
+    if claim_type is ClaimType.START:
+        return _start_claims(payload, user_id=user_id, chat=chat, exp=exp)
+    if claim_type is ClaimType.END:
         return VideoCallClaims(claim_type=claim_type, user_id=user_id, chat=chat, exp=exp)
+    # Join may carry a local user index (null or absent on older clients); the new claims must.
+    required = claim_type is ClaimType.DECLINE
+    local_user_index = _optional_principal(payload.get("local_user_index"), "local_user_index",
+                                           required=required)
+    message_id = _message_id(payload.get("message_id")) if claim_type is ClaimType.DECLINE else None
+    return VideoCallClaims(claim_type=claim_type, user_id=user_id, chat=chat, exp=exp,
+                           local_user_index=local_user_index, message_id=message_id)
+
+
+def _start_claims(payload: dict[str, Any], *, user_id: str, chat: Chat, exp: int) -> VideoCallClaims:
     raw_call_type = payload.get("call_type")
-    try:
-        call_type = CallType(str(raw_call_type))
-    except ValueError:
-        raise AuthError("JWT call_type must be Default or Broadcast") from None
+    if raw_call_type not in (CallType.DEFAULT.value, CallType.BROADCAST.value):
+        raise AuthError("JWT call_type must be Default or Broadcast")
+    call_type = CallType(raw_call_type)
     is_diamond = payload.get("is_diamond", False)
     if not isinstance(is_diamond, bool):
         raise AuthError("JWT is_diamond must be a boolean")
-    return VideoCallClaims(claim_type=claim_type, user_id=user_id, chat=chat, exp=exp,
+    audio_only = payload.get("audio_only", False)
+    if audio_only is None:
+        audio_only = False
+    if not isinstance(audio_only, bool):
+        raise AuthError("JWT audio_only must be a boolean")
+    if audio_only and call_type is CallType.DEFAULT:
+        call_type = CallType.AUDIO  # a Broadcast with audio_only stays a Broadcast (SPEC §9)
+    return VideoCallClaims(claim_type=ClaimType.START, user_id=user_id, chat=chat, exp=exp,
                            call_type=call_type, is_diamond=is_diamond)
+
+
+def _optional_principal(value: Any, name: str, *, required: bool) -> str | None:
+    if value is None:
+        if required:
+            raise AuthError(f"JWT {name} is required for this claim type")
+        return None
+    if not isinstance(value, str) or not is_principal(value):
+        raise AuthError(f"JWT {name} is not a valid principal")
+    return value
+
+
+def _message_id(value: Any) -> int:
+    """DeclineVideoCall's `message_id`: a decimal u64 string (a JSON number is tolerated)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdecimal() and len(value) <= 20:
+        number = int(value)
+    else:
+        raise AuthError("JWT message_id must be a decimal u64 string")
+    if not 0 < number <= U64_MAX:
+        raise AuthError("JWT message_id must be a non-zero u64")
+    return number

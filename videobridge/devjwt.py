@@ -43,7 +43,8 @@ class DevSigner:
 
     def video_call_token(self, claim_type: str, *, user_id: str, chat_id: dict[str, Any],
                          call_type: str = "Default", is_diamond: bool = False,
-                         exp: int | None = None) -> str:
+                         exp: int | None = None, **extra: Any) -> str:
+        """`extra` adds the newer claims' fields (`audio_only`, `local_user_index`, `message_id`)."""
         claims: dict[str, Any] = {
             "exp": int(time.time()) + TOKEN_VALIDITY_SECONDS if exp is None else exp,
             "claim_type": claim_type,
@@ -53,4 +54,5 @@ class DevSigner:
         if claim_type == "StartVideoCall":
             claims["call_type"] = call_type
             claims["is_diamond"] = is_diamond
+        claims.update(extra)
         return self.sign(claims)

@@ -14,6 +14,7 @@ HOUR_MS = 3_600_000
 class CallType(StrEnum):
     DEFAULT = "Default"
     BROADCAST = "Broadcast"
+    AUDIO = "Audio"  # a Default call with audio_only (SPEC §9): audio tokens, audio_only notifications
 
 
 class CallState(StrEnum):
@@ -87,12 +88,14 @@ class Call:
 class NotificationKind(StrEnum):
     START = "start"
     END = "end"
+    DECLINED = "declined"  # video_call_declined on the local user index (group/channel decline)
 
 
 class CanisterKind(StrEnum):
     USER = "user"
     GROUP = "group"
     COMMUNITY = "community"
+    LOCAL_USER_INDEX = "local_user_index"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

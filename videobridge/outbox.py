@@ -97,6 +97,14 @@ class Outbox:
         notes = plan_end(call, first_seq=self._store.allocate_seq(2), now=self._clock())
         return Change(add_notifications=notes)
 
+    def plan_decline(self, call: Call, *, user_id: str, local_user_index: str) -> Change:
+        """A declined ring in a group or channel: queued behind the call's start, never cancels it."""
+        from videobridge.notifier.routing import plan_decline
+
+        notes = plan_decline(call, user_id=user_id, local_user_index=local_user_index,
+                             first_seq=self._store.allocate_seq(1), now=self._clock())
+        return Change(add_notifications=notes)
+
     def wake(self) -> None:
         self._wake.set()
 

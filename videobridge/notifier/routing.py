@@ -16,6 +16,8 @@ from videobridge.chats import ChannelChat, DirectChat, GroupChat
 from videobridge.models import Call, CanisterKind, Notification, NotificationKind
 from videobridge.notifier.candid import END_METHOD, START_METHOD
 
+DECLINED_METHOD = "video_call_declined"  # on the local user index (SPEC §9)
+
 
 def _start_args(call: Call) -> dict[str, Any]:
     return {
@@ -85,3 +87,25 @@ def plan_end(call: Call, *, first_seq: int, now: float) -> list[Notification]:
             for i, (owner, other) in enumerate(((first, second), (second, first)))
         ]
     raise TypeError(f"unknown chat {chat!r}")  # pragma: no cover
+
+
+def decline_chat_id(call: Call, user_id: str) -> dict[str, Any]:
+    """The chat as `video_call_declined`'s `chat_id` variant, seen from the decliner."""
+    chat = call.chat
+    if isinstance(chat, GroupChat):
+        return {"Group": chat.group_id}
+    if isinstance(chat, ChannelChat):
+        return {"Channel": [chat.community_id, chat.channel_id]}
+    return {"Direct": chat.other(user_id)}
+
+
+def plan_decline(call: Call, *, user_id: str, local_user_index: str, first_seq: int,
+                 now: float) -> list[Notification]:
+    """A group or channel member declined: their local user index dismisses the ring elsewhere."""
+    return [Notification(
+        seq=first_seq, message_id=call.message_id, room_name=call.room_name,
+        kind=NotificationKind.DECLINED, canister_kind=CanisterKind.LOCAL_USER_INDEX,
+        canister_id=local_user_index, method=DECLINED_METHOD,
+        args={"user_id": user_id, "chat_id": decline_chat_id(call, user_id), "message_id": call.message_id},
+        created_at=now,
+    )]

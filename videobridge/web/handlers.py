@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from videobridge.auth import ACCESS_CLAIMS, END_CLAIMS
 from videobridge.bridge import Bridge
 from videobridge.errors import AuthError, BadRequest, RequestError
 from videobridge.models import Initiator
@@ -44,7 +45,7 @@ def parse_initiator(query: Mapping[str, str]) -> Initiator:
 
 async def meeting_access_token(request: web.Request) -> web.Response:
     bridge = request.app[BRIDGE]
-    claims = bridge.verifier.verify(request.headers.get("x-auth-jwt"))
+    claims = bridge.verifier.verify(request.headers.get("x-auth-jwt"), accept=ACCESS_CLAIMS)
     request[CLAIMS] = claims
     grant = await bridge.calls.access(claims, parse_initiator(request.query))
     request[OUTCOME] = "joined" if grant.joining else "started"
@@ -53,7 +54,7 @@ async def meeting_access_token(request: web.Request) -> web.Response:
 
 async def end_meeting(request: web.Request) -> web.Response:
     bridge = request.app[BRIDGE]
-    claims = bridge.verifier.verify(request.headers.get("x-auth-jwt"))
+    claims = bridge.verifier.verify(request.headers.get("x-auth-jwt"), accept=END_CLAIMS)
     request[CLAIMS] = claims
     answer = await bridge.calls.request_end(claims)
     request[OUTCOME] = "ended" if answer["ended"] else "kept"
