@@ -7,7 +7,9 @@ with `ecdsa`, and the expected argument types come from the Candid *text* in ope
 compared field for field against the type table on the wire.
 
     with FakeIC() as fake:                      # or the `fake_ic` fixture below
-        fake.add_canister(group_id, CanisterKind.GROUP)
+        fake.add_canister(group_id, CanisterKind.GROUP)   # legacy=True: the Candid before #9401/#9455
+        fake.add_users(alice, bob)              # their canisters (MultiUser for an indexed id)
+        fake.unrouted = {canister_id}           # the boundary node knows no subnet for it (HTTP 400)
         fake.operators = {principal_text}       # everyone else gets a non_replicated_rejection
         fake.reply = Error(101, "Video call type not allowed")   # default Success()
         ... IcNotifier(ic_url=fake.url, ...) ...
@@ -50,7 +52,30 @@ type UnitResult = variant { Success; Error : OCError };
 """
 _START_FIELDS = """message_id : MessageId; initiator : UserId; initiator_username : text;
     initiator_display_name : opt text; max_duration : opt Milliseconds; call_type : VideoCallType"""
+# The canisters as OpenChat runs them since #9401 (MultiUser) and #9455 (audio calls), SPEC §9.
 DIDS = {
+    CanisterKind.USER: _PRELUDE + f"""service : {{
+  start_video_call_v2 : (record {{ user_id : UserId; {_START_FIELDS}; initiator_avatar_id : opt nat;
+    audio_only : opt bool }}) -> (UnitResult);
+  end_video_call_v2 : (record {{ user_id : UserId; them : UserId; message_id : MessageId }}) -> (UnitResult);
+}}""",
+    CanisterKind.GROUP: _PRELUDE + f"""service : {{
+  start_video_call_v2 : (record {{ {_START_FIELDS}; audio_only : opt bool }}) -> (UnitResult);
+  end_video_call_v2 : (record {{ message_id : MessageId }}) -> (UnitResult);
+}}""",
+    CanisterKind.COMMUNITY: _PRELUDE + f"""service : {{
+  start_video_call_v2 : (record {{ channel_id : ChannelId; {_START_FIELDS}; audio_only : opt bool }})
+    -> (UnitResult);
+  end_video_call_v2 : (record {{ channel_id : ChannelId; message_id : MessageId }}) -> (UnitResult);
+}}""",
+    CanisterKind.LOCAL_USER_INDEX: _PRELUDE + """type CommunityId = principal; type ChatId = principal;
+type Chat = variant { Direct : ChatId; Group : ChatId; Channel : record { CommunityId; ChannelId } };
+service : {
+  video_call_declined : (record { user_id : UserId; chat_id : Chat; message_id : MessageId }) -> (UnitResult);
+}""",
+}
+# The same canisters before #9401 / #9455 (openchat.md §3.3): what `add_canister(..., legacy=True)` runs.
+LEGACY_DIDS = {
     CanisterKind.USER: _PRELUDE + f"""service : {{
   start_video_call_v2 : (record {{ {_START_FIELDS}; initiator_avatar_id : opt nat }}) -> (UnitResult);
   end_video_call_v2 : (record {{ user_id : UserId; message_id : MessageId }}) -> (UnitResult);
@@ -65,6 +90,15 @@ DIDS = {
 }}""",
 }
 _METHODS = {kind: DIDLoader().load_did_source(did)["methods"] for kind, did in DIDS.items()}
+_LEGACY_METHODS = {kind: DIDLoader().load_did_source(did)["methods"] for kind, did in LEGACY_DIDS.items()}
+
+
+def user_canister(user_id: str) -> str:
+    """The canister holding a user (#9401), written out here independently of videobridge.userid."""
+    raw = principal_to_bytes(user_id)
+    if len(raw) == 10 and raw[9] & 0x80:
+        return bytes_to_principal(raw[:8] + b"\x01\x01")
+    return user_id
 
 MAX_EXPIRY_NS = (5 * 60 + 30) * 1_000_000_000  # 5 minutes plus clock skew, as the replica allows
 _ROUTE = re.compile(r"^/api/v([234])/canister/([a-z0-9-]+)/(call|read_state)$")
@@ -81,6 +115,7 @@ class FakeCall:
     args: dict[str, Any]
     sender: str
     request_id: bytes
+    ignored: tuple[str, ...] = ()  # wire fields the canister's type lacks (Candid lets it skip them)
 
 
 @dataclass(frozen=True)
@@ -200,7 +235,7 @@ def _wire_types(data: bytes) -> list[Any]:
     def ref(idx: int) -> Any:
         if idx >= 0:
             return table[idx]
-        prims = {-1: Types.Null, -3: Types.Nat, -6: Types.Nat16, -7: Types.Nat32, -8: Types.Nat64,
+        prims = {-1: Types.Null, -2: Types.Bool, -3: Types.Nat, -6: Types.Nat16, -7: Types.Nat32, -8: Types.Nat64,
                  -15: Types.Text, -24: Types.Principal}
         if idx not in prims:
             raise ValueError(f"unexpected primitive type {idx}")
@@ -223,33 +258,80 @@ def _wire_types(data: bytes) -> list[Any]:
     return [ref(LEB128.decode_i(pipe)) for _ in range(LEB128.decode_u(pipe))]
 
 
-def _plain(value: Any) -> Any:
-    """icp-py-core decoded values -> the JSON-able form of Notification.args."""
+def _resolve(t: Any) -> Any:
+    return t.get_type() if isinstance(t, RecClass) else t
+
+
+def _fits(wire: Any, expected: Any, ignored: list[str], at: str = "") -> bool:
+    """Candid record subtyping at the top level: extra wire fields are skipped, a missing field
+    must be an opt; every field present must have exactly the expected shape."""
+    wire, expected = _resolve(wire), _resolve(expected)
+    if not (isinstance(wire, RecordClass) and isinstance(expected, RecordClass)):
+        return _shape(wire) == _shape(expected)
+    wire_fields = {_idl_hash(n): t for n, t in wire._field_map.values()}
+    expected_fields = {_idl_hash(n): t for n, t in expected._field_map.values()}
+    for h, t in expected_fields.items():
+        if h in wire_fields:
+            if _shape(wire_fields[h]) != _shape(t):
+                return False
+        elif not isinstance(_resolve(t), OptClass):
+            return False
+    ignored += sorted(_LABELS.get(h, str(h)) for h in wire_fields.keys() - expected_fields.keys())
+    return True
+
+
+_LABELS = {_idl_hash(name): name for methods in _METHODS.values() for func in methods.values()
+           for arg in func.args for name, _ in _resolve(arg)._field_map.values()}
+
+
+def _plain(value: Any, t: Any) -> Any:
+    """icp-py-core decoded values -> the JSON-able form of Notification.args, guided by the type."""
+    t = _resolve(t)
     if hasattr(value, "to_str"):
         return value.to_str()
-    if isinstance(value, list):  # only opts occur in these records
-        return value[0] if value else None
-    if isinstance(value, dict) and len(value) == 1 and next(iter(value.values())) is None:
-        return next(iter(value))  # call_type variant
+    if isinstance(t, OptClass):
+        return _plain(value[0], t._type) if value else None
+    if isinstance(t, VariantClass):
+        ((tag, payload),) = value.items()
+        inner = next(ft for name, ft in t._field_map.values() if name == tag)
+        return tag if payload is None else {tag: _plain(payload, inner)}
+    if isinstance(t, RecordClass):
+        fields = [ft for _, (_, ft) in sorted(t._field_map.items())]
+        if isinstance(value, list):  # a tuple record
+            return [_plain(v, ft) for v, ft in zip(value, fields, strict=True)]
+        types = {name: ft for name, ft in t._field_map.values()}
+        return {name: _plain(v, types[name]) for name, v in value.items()}
     return value
 
 
-def decode_call_arg(kind: CanisterKind, method: str, arg: bytes) -> dict[str, Any]:
-    """Decode and strictly type-check one call argument; ValueError when it does not fit."""
-    func = _METHODS[kind].get(method)
+def _methods(kind: CanisterKind, legacy: bool) -> dict[str, Any]:
+    return (_LEGACY_METHODS if legacy else _METHODS).get(kind, {})
+
+
+def decode_call_arg(kind: CanisterKind, method: str, arg: bytes, *, legacy: bool = False,
+                    ignored: list[str] | None = None) -> dict[str, Any]:
+    """Decode and type-check one call argument as the canister would; ValueError when it does not fit.
+
+    `legacy` decodes as a canister from before #9401 / #9455. Wire fields the canister's type
+    lacks are skipped (as Candid does) and their label hashes appended to `ignored`.
+    """
+    func = _methods(kind, legacy).get(method)
     if func is None:
         raise LookupError(f"Canister has no update method '{method}'")
     expected = func.args
     wire = _wire_types(arg)
-    if [_shape(t) for t in wire] != [_shape(t) for t in expected]:
+    skipped: list[str] = []
+    if len(wire) != len(expected) or not all(_fits(w, e, skipped) for w, e in zip(wire, expected)):
         raise ValueError(f"argument type mismatch: wire {[_shape(t) for t in wire]}, "
                          f"expect {[_shape(t) for t in expected]}")
+    if ignored is not None:
+        ignored += skipped
     (decoded,) = decode(arg, expected)
-    return {name: _plain(v) for name, v in decoded["value"].items()}
+    return _plain(decoded["value"], expected[0])
 
 
-def _encode_reply(kind: CanisterKind, method: str, reply: Reply) -> bytes:
-    ret = _METHODS[kind][method].rets[0]
+def _encode_reply(kind: CanisterKind, method: str, reply: Reply, legacy: bool = False) -> bytes:
+    ret = _methods(kind, legacy)[method].rets[0]
     if isinstance(reply, Success):
         value: Any = {"Success": None}
     else:
@@ -265,6 +347,9 @@ class FakeIC:
     def __init__(self, *, operators: set[str] | None = None) -> None:
         self.operators: set[str] = set(operators or ())
         self.canisters: dict[str, CanisterKind] = {}
+        self.legacy: set[str] = set()  # canisters running the Candid from before #9401 / #9455
+        # Canister ids no subnet hosts: the boundary node answers HTTP 400 canister_not_found.
+        self.unrouted: set[str] = set()
         # A Reply / Trap, or a function of the FakeCall returning one.
         self.reply: FakeReply | Callable[[FakeCall], FakeReply] = Success()
         self.respond_202 = False  # answer /call with 202 and let the client poll read_state
@@ -302,9 +387,15 @@ class FakeIC:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def add_canister(self, canister_id: str, kind: CanisterKind) -> None:
+    def add_canister(self, canister_id: str, kind: CanisterKind, *, legacy: bool = False) -> None:
         principal_to_bytes(canister_id)
         self.canisters[canister_id] = CanisterKind(kind)
+        (self.legacy.add if legacy else self.legacy.discard)(canister_id)
+
+    def add_users(self, *user_ids: str, legacy: bool = False) -> None:
+        """Create the canisters holding these users (a MultiUser canister for an indexed id)."""
+        for user_id in user_ids:
+            self.add_canister(user_canister(user_id), CanisterKind.USER, legacy=legacy)
 
     def go_down(self) -> None:
         """Close the listening socket: connection refused until heal()."""
@@ -405,16 +496,19 @@ class FakeIC:
             raise _Refusal(400, "canister_id does not match the URL")
         sender = bytes_to_principal(content["sender"])
         kind = self.canisters.get(canister_id)
-        if kind is None:
+        if kind is None:  # what the replica answers for a canister id in its range that does not exist
             return 200, self._non_replicated(3, f"Canister {canister_id} not found", "IC0301")
+        legacy = canister_id in self.legacy
         method = content.get("method_name")
         if sender not in self.operators:  # OpenChat's inspect_message refuses non-operators
             with self._lock:
                 self.refused += 1
             return 200, self._non_replicated(5, f"Canister {canister_id} rejected the message: "
                                              "caller is not a video call operator", "IC0406")
+        ignored: list[str] = []
         try:
-            args = decode_call_arg(kind, str(method), bytes(content.get("arg", b"")))
+            args = decode_call_arg(kind, str(method), bytes(content.get("arg", b"")), legacy=legacy,
+                                   ignored=ignored)
         except LookupError as exc:
             outcome = _Outcome("rejected", reject_code=3, reject_message=str(exc), error_code="IC0536")
         except Exception as exc:
@@ -422,7 +516,7 @@ class FakeIC:
                                reject_message=f"Canister {canister_id} trapped: failed to decode "
                                               f"call arguments: {exc}")
         else:
-            call = FakeCall(canister_id, kind, str(method), args, sender, rid)
+            call = FakeCall(canister_id, kind, str(method), args, sender, rid, tuple(ignored))
             with self._lock:
                 self.calls.append(call)
             reply = self.reply(call) if callable(self.reply) else self.reply
@@ -430,7 +524,7 @@ class FakeIC:
                 outcome = _Outcome("rejected", reject_code=5, error_code="IC0503",
                                    reject_message=f"Canister {canister_id} trapped: {reply.message}")
             else:
-                outcome = _Outcome("replied", reply=_encode_reply(kind, str(method), reply))
+                outcome = _Outcome("replied", reply=_encode_reply(kind, str(method), reply, legacy))
         with self._lock:
             self._results[rid] = outcome
         if version == "2" or self.respond_202:
@@ -527,6 +621,15 @@ class _Handler(BaseHTTPRequestHandler):
             principal_to_bytes(canister_id)
         except ValueError:
             self._send(400, b"bad canister id", "text/plain")
+            return
+        if canister_id in self.fake.unrouted:  # ic-boundary: no subnet's range holds this id
+            self.send_response(400)
+            self.send_header("x-ic-error-cause", "canister_not_found")
+            body = b"error: canister_not_found\ndetails: The specified canister does not exist."
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
             return
         status, payload = self.fake._handle_post(version, canister_id, endpoint, body)
         self._send(status, payload, "application/cbor" if status in (200, 202) else "text/plain")

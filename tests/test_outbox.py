@@ -63,7 +63,8 @@ async def test_group_call_starts_and_ends_on_the_group_canister(ic_bridge, ic, s
     (start,) = ic.calls
     assert (start.canister_id, start.method, start.sender) == (GROUP, "start_video_call_v2", OPERATOR)
     assert start.args == {"message_id": int(body["messageId"]), "initiator": ALICE, "initiator_username": "alice",
-                          "initiator_display_name": "Alice A", "max_duration": 7_200_000, "call_type": "Default"}
+                          "initiator_display_name": "Alice A", "max_duration": 7_200_000, "call_type": "Default",
+                          "audio_only": None}
     async with client.post("/room/end_meeting", headers={"x-auth-jwt": end_token(signer)}) as resp:
         assert (await resp.json())["ended"] is True
     await settled(client)
@@ -86,9 +87,10 @@ async def test_direct_call_starts_on_the_other_user_and_ends_on_both(ic_bridge, 
     body = await start_and_end(client, signer, BOB, {"Direct": ALICE}, **{"initiator-avatarid": str(2**100 + 7)})
     await settled(client)
     start, *ends = ic.calls
-    assert start.canister_id == ALICE and start.args["initiator"] == BOB
+    assert start.canister_id == ALICE and start.args["initiator"] == BOB and start.args["user_id"] == ALICE
     assert start.args["initiator_avatar_id"] == 2**100 + 7
-    assert sorted((c.canister_id, c.args["user_id"]) for c in ends) == [(ALICE, BOB), (BOB, ALICE)]
+    assert sorted((c.canister_id, c.args["user_id"], c.args["them"]) for c in ends) == [
+        (ALICE, ALICE, BOB), (BOB, BOB, ALICE)]
     assert all(c.method == "end_video_call_v2" and c.args["message_id"] == int(body["messageId"]) for c in ends)
 
 

@@ -7,6 +7,7 @@ an `IcNotifier` is built, `load_identity` is called, or arguments are encoded / 
 from __future__ import annotations
 
 from videobridge.notifier.candid import (
+    DECLINED_METHOD,
     END_METHOD,
     START_METHOD,
     CandidArgError,
@@ -29,9 +30,10 @@ from videobridge.notifier.ic import (
     TransientNotifyError,
 )
 from videobridge.notifier.identity import InvalidIdentity, identity_principal, load_identity
-from videobridge.notifier.routing import plan_end, plan_start
+from videobridge.notifier.routing import plan_decline, plan_end, plan_start, wire_form
 
 __all__ = [
+    "DECLINED_METHOD",
     "END_METHOD",
     "LOCAL_REJECT",
     "START_METHOD",
@@ -53,6 +55,8 @@ __all__ = [
     "encode_args",
     "identity_principal",
     "load_identity",
+    "plan_decline",
     "plan_end",
     "plan_start",
+    "wire_form",
 ]

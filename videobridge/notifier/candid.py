@@ -1,7 +1,8 @@
-"""Candid types of OpenChat's six video-call methods, and the reply type they all share.
+"""Candid types of OpenChat's video-call methods, and the reply type they all share.
 
-The argument records come from the Rust API structs (reference/openchat.md §3.3) and match the
-upstream video-bridge `idl.js`. They are written out here once as a small schema and turned into
+The argument records come from the Rust API structs (reference/openchat.md §3.3, §4c): start and
+end on user, group and community canisters (with `audio_only`, and the user canister's `user_id`
+/ `them` since #9401), and `video_call_declined` on the local user index (SPEC §9). They are written out here once as a small schema and turned into
 icp-py-core `Types.*` on first use; no `.did` text is parsed at runtime. icp-py-core itself is
 imported lazily, so `Success` / `Error` can be imported anywhere without the agent's weight.
 
@@ -21,7 +22,9 @@ from videobridge.principal import InvalidPrincipal, principal_to_bytes
 
 START_METHOD = "start_video_call_v2"
 END_METHOD = "end_video_call_v2"
-CALL_TYPES = ("Default", "Broadcast")
+DECLINED_METHOD = "video_call_declined"
+CALL_TYPES = ("Default", "Broadcast")  # the canisters' VideoCallType: an Audio call is Default + audio_only
+CHAT_KINDS = ("Direct", "Group", "Channel")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,8 @@ class CandidReplyError(ValueError):
     """Reply bytes that are not a `UnitResult`."""
 
 
-# Field specs: a scalar name, "opt <scalar>", or "call_type" (variant { Default; Broadcast }).
+# Field specs: a scalar name, "opt <scalar>", "call_type" (variant { Default; Broadcast }) or
+# "chat_id" (variant { Direct : principal; Group : principal; Channel : record { principal; nat32 } }).
 _START_COMMON: tuple[tuple[str, str], ...] = (
     ("message_id", "nat64"),
     ("initiator", "principal"),
@@ -56,15 +60,20 @@ _START_COMMON: tuple[tuple[str, str], ...] = (
     ("initiator_display_name", "opt text"),
     ("max_duration", "opt nat64"),
     ("call_type", "call_type"),
+    ("audio_only", "opt bool"),
 )
+# The user canister before #9401 took `user_id` = the other user; `Outbox` can still send that.
+LEGACY_USER_END: tuple[tuple[str, str], ...] = (("user_id", "principal"), ("message_id", "nat64"))
 
 SCHEMA: dict[tuple[CanisterKind, str], tuple[tuple[str, str], ...]] = {
     (CanisterKind.GROUP, START_METHOD): _START_COMMON,
     (CanisterKind.GROUP, END_METHOD): (("message_id", "nat64"),),
     (CanisterKind.COMMUNITY, START_METHOD): (("channel_id", "nat32"), *_START_COMMON),
     (CanisterKind.COMMUNITY, END_METHOD): (("channel_id", "nat32"), ("message_id", "nat64")),
-    (CanisterKind.USER, START_METHOD): (*_START_COMMON, ("initiator_avatar_id", "opt nat")),
-    (CanisterKind.USER, END_METHOD): (("user_id", "principal"), ("message_id", "nat64")),
+    (CanisterKind.USER, START_METHOD): (("user_id", "principal"), *_START_COMMON, ("initiator_avatar_id", "opt nat")),
+    (CanisterKind.USER, END_METHOD): (("user_id", "principal"), ("them", "principal"), ("message_id", "nat64")),
+    (CanisterKind.LOCAL_USER_INDEX, DECLINED_METHOD): (
+        ("user_id", "principal"), ("chat_id", "chat_id"), ("message_id", "nat64")),
 }
 
 _NAT_BITS = {"nat64": 64, "nat32": 32, "nat16": 16}
@@ -77,28 +86,35 @@ def _scalar_type(Types: Any, spec: str) -> Any:
         "nat": Types.Nat,
         "principal": Types.Principal,
         "text": Types.Text,
+        "bool": Types.Bool,
     }[spec]
 
 
 @cache
-def _types() -> tuple[dict[tuple[CanisterKind, str], Any], Any]:
-    """(arg record per (kind, method), UnitResult), built once."""
+def _types() -> tuple[dict[tuple[CanisterKind, str], Any], Any, Any]:
+    """(arg record per (kind, method), UnitResult, the legacy user end record), built once."""
     from icp_candid import Types
 
-    call_type = Types.Variant({"Default": Types.Null, "Broadcast": Types.Null})
+    composite = {
+        "call_type": Types.Variant({"Default": Types.Null, "Broadcast": Types.Null}),
+        "chat_id": Types.Variant({"Direct": Types.Principal, "Group": Types.Principal,
+                                  "Channel": Types.Tuple(Types.Principal, Types.Nat32)}),
+    }
 
     def field_type(spec: str) -> Any:
-        if spec == "call_type":
-            return call_type
+        if spec in composite:
+            return composite[spec]
         if spec.startswith("opt "):
             return Types.Opt(_scalar_type(Types, spec[4:]))
         return _scalar_type(Types, spec)
 
-    records = {key: Types.Record({name: field_type(spec) for name, spec in fields})
-               for key, fields in SCHEMA.items()}
+    def record(fields: tuple[tuple[str, str], ...]) -> Any:
+        return Types.Record({name: field_type(spec) for name, spec in fields})
+
+    records = {key: record(fields) for key, fields in SCHEMA.items()}
     oc_error = Types.Tuple(Types.Nat16, Types.Opt(Types.Text))
     unit_result = Types.Variant({"Success": Types.Null, "Error": oc_error})
-    return records, unit_result
+    return records, unit_result, record(LEGACY_USER_END)
 
 
 def arg_type(canister_kind: CanisterKind, method: str) -> Any:
@@ -113,6 +129,10 @@ def unit_result_type() -> Any:
 
 
 def _check_scalar(name: str, spec: str, value: Any) -> Any:
+    if spec == "bool":
+        if not isinstance(value, bool):
+            raise CandidArgError(f"{name}: expected true or false")
+        return value
     if spec == "principal":
         try:
             principal_to_bytes(value)
@@ -140,19 +160,40 @@ def _candid_value(name: str, spec: str, value: Any) -> Any:
         if value not in CALL_TYPES:
             raise CandidArgError(f"{name}: expected one of {', '.join(CALL_TYPES)}")
         return {str(value): None}
+    if spec == "chat_id":
+        return _chat_id(name, value)
     if spec.startswith("opt "):
         return [] if value is None else [_check_scalar(name, spec[4:], value)]
     return _check_scalar(name, spec, value)
 
 
+def _chat_id(name: str, value: Any) -> Any:
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in CHAT_KINDS:
+        raise CandidArgError(f"{name}: expected one of {', '.join(CHAT_KINDS)}")
+    ((kind, inner),) = value.items()
+    if kind != "Channel":
+        return {kind: _check_scalar(f"{name}.{kind}", "principal", inner)}
+    if not isinstance(inner, (list, tuple)) or len(inner) != 2:
+        raise CandidArgError(f"{name}.Channel: expected [community, channel]")
+    return {kind: [_check_scalar(f"{name}.Channel.0", "principal", inner[0]),
+                   _check_scalar(f"{name}.Channel.1", "nat32", inner[1])]}
+
+
 def encode_args(canister_kind: CanisterKind, method: str, args: dict[str, Any]) -> bytes:
-    """DIDL bytes of the single argument record. `args` is a Notification's JSON-able dict."""
+    """DIDL bytes of the single argument record. `args` is a Notification's JSON-able dict.
+
+    A user-canister end in the pre-#9401 shape (`user_id` + `message_id`, no `them`) is encoded
+    as such: `Outbox` sends it when VIDEOBRIDGE_LEGACY_USER_END is set.
+    """
     from icp_candid import encode
 
     record = arg_type(canister_kind, method)
     fields = SCHEMA[(CanisterKind(canister_kind), method)]
     if not isinstance(args, dict):
         raise CandidArgError("arguments must be a dict")
+    if (CanisterKind(canister_kind), method) == (CanisterKind.USER, END_METHOD) and args.keys() == {
+            "user_id", "message_id"}:
+        fields, record = LEGACY_USER_END, _types()[2]
     expected = {name for name, _ in fields}
     if missing := sorted(expected - args.keys()):
         raise CandidArgError(f"missing field(s): {', '.join(missing)}")
