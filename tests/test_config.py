@@ -27,6 +27,26 @@ def test_defaults(tmp_path, monkeypatch):
     assert "key" not in repr(s), "secrets stay out of repr"
 
 
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("true", True), ("Yes", True), ("ON", True),
+                                               ("0", False), ("false", False), ("no", False), ("off", False)])
+def test_legacy_user_end_switch(tmp_path, monkeypatch, value, expected):
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(environ=env()).legacy_user_end is False  # default: the #9401 shape
+    assert load_settings(environ=env(VIDEOBRIDGE_LEGACY_USER_END=value)).legacy_user_end is expected
+
+
+def test_cli_reports_a_bad_legacy_switch_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "videobridge", "serve"], capture_output=True, text=True,
+                            cwd=tmp_path, env={"PATH": os.environ["PATH"], "DAILY_API_KEY": "k", "OC_PUBLIC": PEM,
+                                               "VIDEOBRIDGE_LEGACY_USER_END": "2"}, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "videobridge: VIDEOBRIDGE_LEGACY_USER_END: must be true or false, got '2'"
+
+
 def test_precedence_flag_env_credential_dotenv(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("PORT=1111\nHOST=10.0.0.1\nVIDEOBRIDGE_START_GRACE=7\nDAILY_API_KEY=from-dotenv\n")
@@ -68,6 +88,7 @@ def test_hook_secret_is_decoded(tmp_path, monkeypatch):
     ("VIDEOBRIDGE_CORS_ORIGINS", "oc.app", "VIDEOBRIDGE_CORS_ORIGINS: 'oc.app'"),
     ("VIDEOBRIDGE_LOG_FORMAT", "xml", "VIDEOBRIDGE_LOG_FORMAT: must be json or console"),
     ("VIDEOBRIDGE_LOG_LEVEL", "loud", "VIDEOBRIDGE_LOG_LEVEL: must be one of"),
+    ("VIDEOBRIDGE_LEGACY_USER_END", "maybe", "VIDEOBRIDGE_LEGACY_USER_END: must be true or false, got 'maybe'"),
 ])
 def test_bad_values_name_the_variable(tmp_path, monkeypatch, name, value, message):
     monkeypatch.chdir(tmp_path)

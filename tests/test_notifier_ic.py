@@ -90,10 +90,11 @@ async def test_start_and_end_land_on_the_right_canisters(fake: FakeIC, make_noti
     assert fake.refused == 0 and fake.bad_requests == []
     if isinstance(chat, DirectChat):
         start, end_alice, end_bob = fake.calls
-        assert start.canister_id == BOB and start.args["initiator"] == ALICE
+        assert start.canister_id == BOB and start.args["initiator"] == ALICE and start.args["user_id"] == BOB
         assert start.args["initiator_avatar_id"] == 42 and start.args["max_duration"] == 7_200_000
-        assert (end_alice.canister_id, end_alice.args["user_id"]) == (ALICE, BOB)
-        assert (end_bob.canister_id, end_bob.args["user_id"]) == (BOB, ALICE)
+        assert (end_alice.canister_id, end_alice.args["user_id"], end_alice.args["them"]) == (ALICE, ALICE, BOB)
+        assert (end_bob.canister_id, end_bob.args["user_id"], end_bob.args["them"]) == (BOB, BOB, ALICE)
+    assert all(c.ignored == () for c in fake.calls)
     if isinstance(chat, ChannelChat):
         assert [c.args["channel_id"] for c in fake.calls] == [2**32 - 1, 2**32 - 1]
 
@@ -338,3 +339,24 @@ def test_fake_ic_status_endpoint(fake: FakeIC) -> None:
     with urllib.request.urlopen(f"{fake.url}/api/v2/status", timeout=5) as response:
         status = cbor2.loads(response.read())
     assert len(status["root_key"]) == 133
+
+
+async def test_a_canister_that_does_not_exist_is_a_settled_rejection(fake: FakeIC, make_notifier: MakeNotifier) -> None:
+    # In a subnet's range but not created (or deleted): the replica's non-replicated rejection.
+    del fake.canisters[COMMUNITY]
+    gone = Notification(seq=1, message_id=1, room_name="x", kind=NotificationKind.END,
+                        canister_kind=CanisterKind.COMMUNITY, canister_id=COMMUNITY,
+                        method="end_video_call_v2", args={"channel_id": 1, "message_id": 1})
+    outcome = await make_notifier().send(gone)
+    assert outcome == Rejected(3, f"Canister {COMMUNITY} not found", "IC0301")
+    assert fake.calls == []
+
+
+async def test_a_canister_no_subnet_hosts_is_a_settled_rejection(fake: FakeIC, make_notifier: MakeNotifier) -> None:
+    # No subnet's range holds the id: the boundary node answers HTTP 400 canister_not_found, which
+    # would otherwise look like a transport error and be retried for ever.
+    fake.unrouted = {GROUP}
+    outcome = await make_notifier().send(group_end())
+    assert isinstance(outcome, Rejected) and outcome.code == 3 and outcome.error_code == "canister_not_found"
+    assert "does not exist" in outcome.message
+    assert fake.calls == [] and fake.requests == 1

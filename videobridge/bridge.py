@@ -98,7 +98,7 @@ async def open_bridge(settings: Settings, *, notifier: Any | None = None, sandbo
     notifier = notifier if notifier is not None else build_notifier(settings, sandbox=sandbox)
     minter = TokenMinter(api_key=settings.daily_api_key, domain_id=settings.daily_domain_id, client=daily)
     outbox = Outbox(store=store, notifier=notifier, clock=clock, retry=notify_retry or RetryPolicy(),
-                    observer=metrics)
+                    observer=metrics, legacy_user_end=settings.legacy_user_end)
     calls = CallService(store=store, rooms=daily, minter=minter, outbox=outbox,
                         start_grace=settings.start_grace, clock=clock, observer=metrics)
     poller = PresencePoller(daily=daily, calls=calls, interval=settings.presence_interval, observer=metrics)

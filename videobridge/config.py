@@ -23,7 +23,7 @@ KNOWN = (
     "DAILY_API_KEY", "DAILY_API_URL", "DAILY_DOMAIN_ID", "DAILY_HOOK_HMAC", "OC_PUBLIC",
     "OC_IDENTITY", "IC_URL", "PORT", "HOST", "VIDEOBRIDGE_STATE", "VIDEOBRIDGE_PRESENCE_INTERVAL",
     "VIDEOBRIDGE_START_GRACE", "VIDEOBRIDGE_ADMIN_TOKEN", "VIDEOBRIDGE_CORS_ORIGINS",
-    "VIDEOBRIDGE_LOG_FORMAT", "VIDEOBRIDGE_LOG_LEVEL",
+    "VIDEOBRIDGE_LOG_FORMAT", "VIDEOBRIDGE_LOG_LEVEL", "VIDEOBRIDGE_LEGACY_USER_END",
 )
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -46,6 +46,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     log_format: str = "auto"
     log_level: str = "info"
+    legacy_user_end: bool = False  # user-canister ends in the shape from before OpenChat #9401
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -169,6 +170,8 @@ def load_settings(*, env_file: Path | None = None, environ: Mapping[str, str] | 
         if level not in LOG_LEVELS:
             raise ConfigError(f"VIDEOBRIDGE_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
         kw["log_level"] = level
+    if raw.get("VIDEOBRIDGE_LEGACY_USER_END"):
+        kw["legacy_user_end"] = _bool("VIDEOBRIDGE_LEGACY_USER_END", raw["VIDEOBRIDGE_LEGACY_USER_END"])
     return Settings(**kw)
 
 
@@ -186,6 +189,16 @@ def _int(name: str, value: str, low: int, high: int) -> int:
     if not low <= number <= high:
         raise ConfigError(f"{name}: must be between {low} and {high}, got {number}")
     return number
+
+
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _bool(name: str, value: str) -> bool:
+    try:
+        return _BOOLS[value.lower()]
+    except KeyError:
+        raise ConfigError(f"{name}: must be true or false, got {value[:20]!r}") from None
 
 
 def _float(name: str, value: str, low: float) -> float:

@@ -56,8 +56,10 @@ def outcome_label(outcome: object) -> tuple[str, dict[str, Any]]:
 class Outbox:
     def __init__(self, *, store: StateStore, notifier: Any, clock: Callable[[], float] = time.time,
                  retry: RetryPolicy = RetryPolicy(), concurrency: int = 16,
-                 observer: OutboxObserver | None = None) -> None:
+                 observer: OutboxObserver | None = None, legacy_user_end: bool = False) -> None:
         self._store = store
+        # VIDEOBRIDGE_LEGACY_USER_END: user-canister ends in the pre-#9401 shape (applied at send)
+        self._legacy_user_end = legacy_user_end
         self._notifier = notifier
         self._clock = clock
         self._retry = retry
@@ -82,18 +84,26 @@ class Outbox:
         return notes
 
     def plan_end(self, call: Call) -> Change:
-        """End notifications for a call; if its start never got out, cancel both instead."""
+        """End notifications for a call; if its start never got out, cancel both instead.
+
+        Declines queued behind that start are cancelled with it: OpenChat never heard of the call.
+        """
         from videobridge.notifier.routing import plan_end
 
         pending_start = [n.seq for n in self._store.outbox.values()
                          if n.message_id == call.message_id and n.kind is NotificationKind.START]
         if pending_start and all(seq in self._unsent for seq in pending_start):
+            # delivery is in seq order per call, so nothing queued behind the start has been sent
+            declines = [n.seq for n in self._store.outbox.values()
+                        if n.message_id == call.message_id and n.kind is NotificationKind.DECLINED]
             for _ in pending_start:
                 self._count("start", "cancelled")
+            for _ in declines:
+                self._count("declined", "cancelled")
             log.info("notification_cancelled", room=call.room_name, message_id=str(call.message_id),
-                     reason="call ended before its start reached OpenChat")
+                     declines=len(declines), reason="call ended before its start reached OpenChat")
             self._unsent.difference_update(pending_start)
-            return Change(settle_notifications=pending_start)
+            return Change(settle_notifications=pending_start + declines)
         notes = plan_end(call, first_seq=self._store.allocate_seq(2), now=self._clock())
         return Change(add_notifications=notes)
 
@@ -159,7 +169,11 @@ class Outbox:
 
     async def _deliver(self, note: Notification, unsent: bool) -> None:
         from videobridge.notifier import TransientNotifyError
+        from videobridge.notifier.routing import wire_form
 
+        # whichever version queued it, send the shape the canisters take now (and the switch asks for)
+        with contextlib.suppress(Exception):  # wire_form is total; never let a surprise stall this call
+            note = wire_form(note, legacy_user_end=self._legacy_user_end)
         fields = {"room": note.room_name, "message_id": str(note.message_id), "method": note.method,
                   "canister": note.canister_id, "seq": note.seq}
         try:

@@ -30,7 +30,7 @@ RECOMMENDED = {"OC_IDENTITY": "OpenChat is not told about calls", "IC_URL": "Ope
 DEFAULT_ATTR = {"DAILY_API_URL": "daily_api_url", "HOST": "host", "PORT": "port", "VIDEOBRIDGE_STATE": "state_path",
                 "VIDEOBRIDGE_PRESENCE_INTERVAL": "presence_interval", "VIDEOBRIDGE_START_GRACE": "start_grace",
                 "VIDEOBRIDGE_CORS_ORIGINS": "cors_origins", "VIDEOBRIDGE_LOG_FORMAT": "log_format",
-                "VIDEOBRIDGE_LOG_LEVEL": "log_level"}
+                "VIDEOBRIDGE_LOG_LEVEL": "log_level", "VIDEOBRIDGE_LEGACY_USER_END": "legacy_user_end"}
 PREFIXES = ("DAILY_", "OC_", "IC_", "VIDEOBRIDGE_")
 
 

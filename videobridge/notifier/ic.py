@@ -2,8 +2,10 @@
 
 Outcomes (what the outbox does with them):
   Delivered(reply)  the canister answered (Success or Error): settled.
-  Rejected(...)     the IC refused or the canister trapped (e.g. we are not an operator): settled,
-                    retrying cannot help. code 0 means we refused it locally and sent nothing.
+  Rejected(...)     the IC refused or the canister trapped (e.g. we are not an operator, or the
+                    canister does not exist: IC0301, or the boundary node's HTTP 400
+                    canister_not_found): settled, retrying cannot help. code 0 means we refused it
+                    locally and sent nothing.
   Skipped()         notifications are switched off (LoggingNotifier): settled.
   TransientNotifyError (raised)  transport error, timeout, garbled answer: retry later, with
                     the same message_id.
@@ -207,6 +209,8 @@ class IcNotifier:
             raise TransientNotifyError(
                 f"no answer within {time.monotonic() - started:.1f}s", reason="timeout") from None
         except TransportError as exc:
+            if (unrouted := _canister_not_found(exc.__cause__ or exc)) is not None:
+                return unrouted
             reason, message = _describe_transport(exc.__cause__ or exc)
             raise TransientNotifyError(message, reason=reason) from exc
         except ConnectionRefusedError as exc:
@@ -224,6 +228,24 @@ class IcNotifier:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _canister_not_found(exc: BaseException) -> Rejected | None:
+    """The boundary node's answer for a canister id no subnet hosts: settled, retrying cannot help.
+
+    (A canister id inside a subnet's range that does not exist is the replica's own reject,
+    code 3 / IC0301, which arrives as ReplicaReject.)
+    """
+    import httpx
+
+    if not isinstance(exc, httpx.HTTPStatusError) or exc.response.status_code != 400:
+        return None
+    response = exc.response
+    if response.headers.get("x-ic-error-cause") != "canister_not_found" and not response.text.startswith(
+            "error: canister_not_found"):
+        return None
+    details = response.text.partition("details:")[2].strip() or "the canister does not exist"
+    return Rejected(3, f"canister_not_found: {details}"[:300], "canister_not_found")
 
 
 def _describe_transport(exc: BaseException) -> tuple[str, str]:
