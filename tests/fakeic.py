@@ -2,9 +2,11 @@
 
 It follows reference/ic.md §2.2 and is deliberately independent of the code under test: the
 request id is recomputed with its own representation-independent hash, signatures are checked
-with `ecdsa`, and the expected argument types come from the Candid *text* in openchat.md §3.3
-(parsed by icp-py-core's DID loader, not the hand-built types in videobridge.notifier.candid),
-compared field for field against the type table on the wire.
+with `ecdsa`, and the expected argument types come from the Candid *text* in openchat.md §3.3 and
+§4c (parsed by icp-py-core's DID loader, not the hand-built types in videobridge.notifier.candid),
+compared field for field against the type table on the wire; as Candid allows, a canister skips
+wire fields its type lacks (recorded in `FakeCall.ignored`) and reads a missing opt as none. A
+canister added with `legacy=True` runs the Candid from before OpenChat #9401 / #9455.
 
     with FakeIC() as fake:                      # or the `fake_ic` fixture below
         fake.add_canister(group_id, CanisterKind.GROUP)   # legacy=True: the Candid before #9401/#9455
@@ -262,7 +264,7 @@ def _resolve(t: Any) -> Any:
     return t.get_type() if isinstance(t, RecClass) else t
 
 
-def _fits(wire: Any, expected: Any, ignored: list[str], at: str = "") -> bool:
+def _fits(wire: Any, expected: Any, ignored: list[str]) -> bool:
     """Candid record subtyping at the top level: extra wire fields are skipped, a missing field
     must be an opt; every field present must have exactly the expected shape."""
     wire, expected = _resolve(wire), _resolve(expected)
