@@ -60,8 +60,11 @@ def build_notifier(settings: Settings, *, sandbox: bool = False) -> Any:
         identity = load_identity(settings.oc_identity)
     except ValueError as exc:
         raise ConfigError(f"OC_IDENTITY: {exc}") from None
-    log.info("ic_identity", principal=identity_principal(identity), ic_url=settings.ic_url)
-    return IcNotifier(ic_url=settings.ic_url, identity=identity)
+    log.info("ic_identity", principal=identity_principal(identity), ic_url=settings.ic_url,
+             ic_root_key="mainnet" if settings.ic_root_key is None else "VIDEOBRIDGE_IC_ROOT_KEY")
+    if settings.ic_root_key is None:
+        return IcNotifier(ic_url=settings.ic_url, identity=identity)
+    return IcNotifier(ic_url=settings.ic_url, identity=identity, root_key=settings.ic_root_key)
 
 
 async def _fetch_domain(daily: DailyClient, minter: TokenMinter, *, deadline: float) -> bool:

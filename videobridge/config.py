@@ -24,6 +24,7 @@ KNOWN = (
     "OC_IDENTITY", "IC_URL", "PORT", "HOST", "VIDEOBRIDGE_STATE", "VIDEOBRIDGE_PRESENCE_INTERVAL",
     "VIDEOBRIDGE_START_GRACE", "VIDEOBRIDGE_ADMIN_TOKEN", "VIDEOBRIDGE_CORS_ORIGINS",
     "VIDEOBRIDGE_LOG_FORMAT", "VIDEOBRIDGE_LOG_LEVEL",
+    "VIDEOBRIDGE_IC_ROOT_KEY",
 )
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -46,6 +47,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     log_format: str = "auto"
     log_level: str = "info"
+    ic_root_key: bytes | None = field(default=None, repr=False)  # DER; None = the IC mainnet's root key
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -169,6 +171,8 @@ def load_settings(*, env_file: Path | None = None, environ: Mapping[str, str] | 
         if level not in LOG_LEVELS:
             raise ConfigError(f"VIDEOBRIDGE_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
         kw["log_level"] = level
+    if raw.get("VIDEOBRIDGE_IC_ROOT_KEY"):
+        kw["ic_root_key"] = _root_key("VIDEOBRIDGE_IC_ROOT_KEY", raw["VIDEOBRIDGE_IC_ROOT_KEY"])
     return Settings(**kw)
 
 
@@ -220,3 +224,12 @@ def _public_key(name: str, value: str) -> str:
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ConfigError(f"{name}: must be a P-256 (ES256) public key")
     return pem
+
+
+def _root_key(name: str, value: str) -> bytes:
+    from videobridge.notifier.certificate import root_key_from_text
+
+    try:
+        return root_key_from_text(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None

@@ -17,8 +17,15 @@ from videobridge.notifier.candid import (
     decode_reply,
     encode_args,
 )
+from videobridge.notifier.certificate import (
+    MAINNET_ROOT_KEY,
+    CertificateError,
+    CertificateVerifier,
+    root_key_from_text,
+)
 from videobridge.notifier.ic import (
     LOCAL_REJECT,
+    CertificateCheck,
     Delivered,
     IcNotifier,
     LoggingNotifier,
@@ -34,9 +41,13 @@ from videobridge.notifier.routing import plan_end, plan_start
 __all__ = [
     "END_METHOD",
     "LOCAL_REJECT",
+    "MAINNET_ROOT_KEY",
     "START_METHOD",
     "CandidArgError",
     "CandidReplyError",
+    "CertificateCheck",
+    "CertificateError",
+    "CertificateVerifier",
     "Delivered",
     "Error",
     "IcNotifier",
@@ -55,4 +66,5 @@ __all__ = [
     "load_identity",
     "plan_end",
     "plan_start",
+    "root_key_from_text",
 ]
