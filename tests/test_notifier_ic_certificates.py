@@ -133,9 +133,26 @@ async def test_the_outbox_retries_until_the_certificate_verifies(make_bridge, fa
 
 
 async def test_without_a_root_key_setting_the_bridge_trusts_only_mainnet(make_bridge, fake, signer) -> None:
-    client = await make_bridge(notifier=None, notify_retry=FAST_RETRY, ic_url=fake.url, oc_identity=OPERATOR_PEM)
-    await get_token(client, start_token(signer))
-    await wait_for(lambda: len(fake.calls) >= 2)
+    with structlog.testing.capture_logs() as logs:
+        client = await make_bridge(notifier=None, notify_retry=FAST_RETRY, ic_url=fake.url,
+                                   oc_identity=OPERATOR_PEM)
+        await get_token(client, start_token(signer))
+        await wait_for(lambda: len(fake.calls) >= 2)
+    (warning,) = [e for e in logs if e["event"] == "ic_root_key_mainnet"]
+    assert warning["log_level"] == "warning" and "VIDEOBRIDGE_IC_ROOT_KEY" in warning["reason"]
+    assert [e["ic_root_key"] for e in logs if e["event"] == "ic_identity"] == ["mainnet"]
     counts = await notification_counts(client)
     assert counts["retry"] >= 1 and counts["success"] == 0
     assert len(bridge_of(client).store.outbox) == 1
+
+
+@pytest.mark.parametrize(("ic_url", "warned"), [("https://icp-api.io", False), ("https://ic0.app", False),
+                                                ("https://a.icp0.io", False), ("http://127.0.0.1:4943", True)])
+def test_a_non_mainnet_url_without_a_root_key_is_warned_about(ic_url: str, warned: bool) -> None:
+    from videobridge.bridge import build_notifier
+    from videobridge.config import Settings
+
+    with structlog.testing.capture_logs() as logs:
+        build_notifier(Settings(ic_url=ic_url, oc_identity=OPERATOR_PEM))
+        build_notifier(Settings(ic_url=ic_url, oc_identity=OPERATOR_PEM, ic_root_key=FakeIC().root_key_der))
+    assert [e["ic_url"] for e in logs if e["event"] == "ic_root_key_mainnet"] == ([ic_url] if warned else [])
