@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from collections.abc import Mapping
 from typing import Any, Protocol, TypeAlias
 from urllib.parse import urlsplit
 
 import structlog
 
 from videobridge.models import Notification
-from videobridge.notifier.certificate import MAINNET_ROOT_KEY, CertificateError, CertificateVerifier
 from videobridge.notifier.candid import (
     CandidArgError,
     CandidReplyError,
@@ -43,6 +42,7 @@ from videobridge.notifier.candid import (
     reply_from_value,
     unit_result_type,
 )
+from videobridge.notifier.certificate import MAINNET_ROOT_KEY, CertificateError, CertificateVerifier
 from videobridge.principal import is_principal, principal_to_bytes
 
 log = structlog.get_logger()
@@ -113,7 +113,8 @@ def _client_class() -> type:
     from icp_core.errors import TransportError
 
     class PooledTimeoutClient(Client):  # type: ignore[misc, valid-type]
-        """Client with a real per-request timeout and one pooled AsyncClient (closed by aclose)."""
+        """Client with a real per-request timeout, one pooled AsyncClient (closed by aclose), and
+        every certificate in a /call or read_state answer verified before icp-py-core reads it."""
 
         def __init__(self, url: str, *, request_timeout: float, certificates: CertificateCheck) -> None:
             super().__init__(url)
