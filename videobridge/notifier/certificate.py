@@ -223,7 +223,7 @@ class CertificateVerifier:
             raise CertificateError("malformed delegation")
         subnet_id = _blob(delegation.get("subnet_id"), "subnet id")
         raw = _blob(delegation.get("certificate"), "delegation certificate")
-        cache_key = hashlib.sha256(subnet_id + b"\x00" + raw).digest()
+        cache_key = hashlib.sha256(bytes([len(subnet_id)]) + subnet_id + raw).digest()
         if (hit := self._delegations.get(cache_key)) is not None:
             self._delegations.move_to_end(cache_key)
             return hit
