@@ -223,6 +223,8 @@ class CertificateVerifier:
             raise CertificateError("malformed delegation")
         subnet_id = _blob(delegation.get("subnet_id"), "subnet id")
         raw = _blob(delegation.get("certificate"), "delegation certificate")
+        if not 0 < len(subnet_id) <= 29:
+            raise CertificateError("subnet id is not a principal")
         cache_key = hashlib.sha256(bytes([len(subnet_id)]) + subnet_id + raw).digest()
         if (hit := self._delegations.get(cache_key)) is not None:
             self._delegations.move_to_end(cache_key)
