@@ -17,6 +17,8 @@ canister added with `legacy=True` runs the Candid from before OpenChat #9401 / #
         ... IcNotifier(ic_url=fake.url, ...) ...
         fake.calls[0].args  ->  {"message_id": 7, "initiator": "...", "call_type": "Default", ...}
         fake.go_down() / fake.hang() / fake.fail_with(503) / fake.heal()
+        IcNotifier(..., root_key=fake.root_key_der)   # or VIDEOBRIDGE_IC_ROOT_KEY=fake.root_key_hex
+        fake.sign_wrongly("stale_time") / fake.sign_correctly()   # see CERTIFICATE_FAULTS
 
 Served by a ThreadingHTTPServer in a daemon thread, so it works from async tests, sync tests and
 CLI tests that run their own event loop. HTTP/1.1 with keep-alive, like a boundary node, so
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 import socket
 import threading
 import time
@@ -41,6 +44,7 @@ import pytest
 from ecdsa.util import sigdecode_string
 from icp_candid import DIDLoader, Types, decode, encode
 from icp_candid.candid import LEB128, OptClass, Pipe, RecClass, RecordClass, TypeIds, VariantClass, VecClass
+from py_arkworks_bls12381 import G1Point, G2Point, Scalar
 
 from videobridge.models import CanisterKind
 from videobridge.notifier.candid import Reply, Success
@@ -176,7 +180,54 @@ def request_id(content: dict[str, Any]) -> bytes:
     return hashlib.sha256(b"".join(pairs)).digest()
 
 
-# ---- certificates (IC hash trees; the signature is junk: clients run with verification off) ----
+# ---- certificates: IC hash trees, BLS-signed under the fake's own test root key ----
+# reference/ic.md §2.2 step 8. Written apart from videobridge.notifier.certificate (own tree
+# digest, own signing) so the verifier is checked against an independent implementation.
+
+_BLS_DER_PREFIX = bytes.fromhex("308182301d060d2b0601040182dc7c0503010201060c2b0601040182dc7c05030201036100")
+_BLS_DST = b"BLS_SIG_BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_"
+_BLS_ORDER = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
+_NNS_REGISTRY = bytes.fromhex("00000000000000000101")  # rwlgt-iiaaa-aaaaa-aaaaa-cai, on no test subnet
+# How the fake can be told to sign wrongly (FakeIC.sign_wrongly):
+CERTIFICATE_FAULTS = {
+    "wrong_key": "the certificate is signed by a key other than the one it names",
+    "wrong_root": "the subnet delegation is signed by a key other than the root key",
+    "junk_signature": "the signature is 48 bytes that are not a curve point",
+    "stale_time": "the certificate's time is 10 minutes old",
+    "future_time": "the certificate's time is 10 minutes ahead",
+    "tampered": "the tree was changed after it was signed",
+    "uncovered": "the subnet delegation does not cover the called canister",
+}
+
+
+def _domain(name: str) -> bytes:
+    return bytes([len(name)]) + name.encode()
+
+
+def _digest(node: list[Any]) -> bytes:
+    tag = node[0]
+    if tag == 0:
+        return hashlib.sha256(_domain("ic-hashtree-empty")).digest()
+    if tag == 1:
+        return hashlib.sha256(_domain("ic-hashtree-fork") + _digest(node[1]) + _digest(node[2])).digest()
+    if tag == 2:
+        return hashlib.sha256(_domain("ic-hashtree-labeled") + node[1] + _digest(node[2])).digest()
+    if tag == 3:
+        return hashlib.sha256(_domain("ic-hashtree-leaf") + node[1]).digest()
+    return bytes(node[1])
+
+
+class BlsKey:
+    """A BLS12-381 min-sig key pair (G2 public key, G1 signatures), as the IC's subnets use."""
+
+    def __init__(self) -> None:
+        self._secret = Scalar(secrets.randbelow(_BLS_ORDER - 1) + 1)
+        self.der = _BLS_DER_PREFIX + (G2Point() * self._secret).to_compressed_bytes()
+
+    def sign_tree(self, tree: list[Any]) -> bytes:
+        message = _domain("ic-state-root") + _digest(tree)
+        return (G1Point.hash_to_curve(message, _BLS_DST) * self._secret).to_compressed_bytes()
+
 
 def _tree(mapping: dict[bytes, Any]) -> list[Any]:
     nodes: list[Any] = [[2, label, _tree(v) if isinstance(v, dict) else [3, v]]
@@ -189,7 +240,7 @@ def _tree(mapping: dict[bytes, Any]) -> list[Any]:
     return nodes[0]
 
 
-def _certificate(statuses: dict[bytes, _Outcome]) -> bytes:
+def _status_entries(statuses: dict[bytes, _Outcome]) -> dict[bytes, Any]:
     entries: dict[bytes, Any] = {}
     for rid, out in statuses.items():
         if out.status == "replied":
@@ -198,8 +249,7 @@ def _certificate(statuses: dict[bytes, _Outcome]) -> bytes:
             entries[rid] = {b"status": b"rejected", b"reject_code": LEB128.encode_u(out.reject_code),
                             b"reject_message": out.reject_message.encode(),
                             b"error_code": out.error_code.encode()}
-    tree = _tree({b"request_status": entries, b"time": LEB128.encode_u(time.time_ns())})
-    return cbor2.dumps({"tree": tree, "signature": b"\x00" * 48})
+    return entries
 
 
 # ---- strict Candid shape check against the wire type table ----
@@ -362,6 +412,14 @@ class FakeIC:
         self.mode = "healthy"  # healthy | hang | http_error | down
         self.http_error_status = 503
         self.port = 0
+        # Certificates: clients trust `root_key_der`. Signed, as an application subnet does, by a
+        # subnet key under a delegation from the root key; delegate=False signs with the root key.
+        self.root_key = BlsKey()
+        self.subnet_key = BlsKey()
+        self.subnet_id = hashlib.sha224(self.subnet_key.der).digest() + b"\x02"  # self-authenticating
+        self.delegate = True
+        self.certificate_fault: str | None = None  # a key of CERTIFICATE_FAULTS, see sign_wrongly()
+        self._delegations: dict[str | None, bytes] = {}
         self._lock = threading.Lock()
         self._results: dict[bytes, _Outcome] = {}
         self._release = threading.Event()
@@ -414,6 +472,24 @@ class FakeIC:
         """Answer every request with this HTTP status and a text body."""
         self.http_error_status = status
         self.mode = "http_error"
+
+    @property
+    def root_key_der(self) -> bytes:
+        return self.root_key.der
+
+    @property
+    def root_key_hex(self) -> str:
+        """The test root key as VIDEOBRIDGE_IC_ROOT_KEY takes it."""
+        return self.root_key.der.hex()
+
+    def sign_wrongly(self, fault: str) -> None:
+        """Answer with certificates that must not verify, in one of CERTIFICATE_FAULTS' ways."""
+        if fault not in CERTIFICATE_FAULTS:
+            raise ValueError(f"unknown certificate fault {fault!r}; one of {sorted(CERTIFICATE_FAULTS)}")
+        self.certificate_fault = fault
+
+    def sign_correctly(self) -> None:
+        self.certificate_fault = None
 
     def heal(self) -> None:
         self.mode = "healthy"
@@ -531,7 +607,7 @@ class FakeIC:
             self._results[rid] = outcome
         if version == "2" or self.respond_202:
             return 202, b""
-        return 200, cbor2.dumps({"status": "replied", "certificate": _certificate({rid: outcome})})
+        return 200, cbor2.dumps({"status": "replied", "certificate": self._certificate({rid: outcome})})
 
     def _read_state(self, content: dict[str, Any]) -> tuple[int, bytes]:
         content.pop("_request_id")
@@ -545,7 +621,46 @@ class FakeIC:
                     outcome = self._results.get(bytes(path[1]))
                 if outcome is not None:
                     wanted[bytes(path[1])] = outcome
-        return 200, cbor2.dumps({"certificate": _certificate(wanted)})
+        return 200, cbor2.dumps({"certificate": self._certificate(wanted)})
+
+    def _certificate(self, statuses: dict[bytes, _Outcome]) -> bytes:
+        fault = self.certificate_fault
+        skew = {"stale_time": -600, "future_time": 600}.get(fault or "", 0) * 1_000_000_000
+        issued = time.time_ns() + skew
+        tree = _tree({b"request_status": _status_entries(statuses), b"time": LEB128.encode_u(issued)})
+        cert: dict[str, Any] = {}
+        signer = self.root_key
+        if self.delegate or fault in ("wrong_root", "uncovered"):
+            signer = self.subnet_key
+            cert["delegation"] = {"subnet_id": self.subnet_id, "certificate": self._delegation(fault)}
+        if fault == "wrong_key":
+            signer = BlsKey()
+        signature = signer.sign_tree(tree)
+        if fault == "junk_signature":
+            signature = b"\x00" + secrets.token_bytes(47)
+        if fault == "tampered":
+            tree = _tree({b"request_status": _status_entries(statuses), b"time": LEB128.encode_u(issued + 1)})
+        cert.update(tree=tree, signature=signature)
+        return cbor2.dumps(cbor2.CBORTag(55799, cert))
+
+    def _delegation(self, fault: str | None) -> bytes:
+        """The root's certificate for our subnet: its key and canister ranges (API v4 layout)."""
+        key = fault if fault in ("wrong_root", "uncovered") else None
+        with self._lock:
+            if key in self._delegations:
+                return self._delegations[key]
+        low, high = (_NNS_REGISTRY, _NNS_REGISTRY) if fault == "uncovered" else (b"", b"\xff" * 29)
+        sid = self.subnet_id
+        tree = _tree({
+            b"canister_ranges": {sid: {low: cbor2.dumps([[low, high]])}},
+            b"subnet": {sid: {b"public_key": self.subnet_key.der}},
+            b"time": LEB128.encode_u(time.time_ns() - 3600 * 1_000_000_000),  # delegations live long
+        })
+        signer = BlsKey() if fault == "wrong_root" else self.root_key
+        delegation = cbor2.dumps(cbor2.CBORTag(55799, {"tree": tree, "signature": signer.sign_tree(tree)}))
+        with self._lock:
+            self._delegations[key] = delegation
+        return delegation
 
     @staticmethod
     def _non_replicated(code: int, message: str, error_code: str) -> bytes:
@@ -553,10 +668,8 @@ class FakeIC:
                             "reject_message": message, "error_code": error_code})
 
     def status_body(self) -> bytes:
-        # A syntactically valid BLS root key DER with a dummy key (nobody verifies it here).
-        root_key = bytes.fromhex("308182301d060d2b0601040182dc7c0503010201060c2b0601040182dc7c05030201036100")
         return cbor2.dumps({"ic_api_version": "0.18.0", "impl_version": "fake-ic",
-                            "root_key": root_key + b"\x00" * 96, "replica_health_status": "healthy"})
+                            "root_key": self.root_key.der, "replica_health_status": "healthy"})
 
 
 class _Handler(BaseHTTPRequestHandler):

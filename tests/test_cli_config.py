@@ -18,7 +18,7 @@ from cli_support import (  # noqa: F401 - fixtures
 )
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from fakeic import FakeIC
+from fakeic import BlsKey, FakeIC
 
 from videobridge.devjwt import DevSigner
 from videobridge.notifier import identity_principal, load_identity
@@ -49,7 +49,8 @@ def rows(report: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
 
 def test_all_well_exits_zero_and_shows_no_secret(servers: Servers, workdir: Path) -> None:
     with FakeIC() as fake:
-        env = good_env(servers, workdir, fake.url, VIDEOBRIDGE_ADMIN_TOKEN="admin-token-0123456789abcdef")
+        env = good_env(servers, workdir, fake.url, VIDEOBRIDGE_ADMIN_TOKEN="admin-token-0123456789abcdef",
+                       VIDEOBRIDGE_IC_ROOT_KEY=fake.root_key_hex)
         register_hook(servers, env)
         result = invoke(["config", "check", "--json"], env)
         human = invoke(["config", "check"], env)
@@ -125,3 +126,20 @@ def test_daily_webhook_and_ic_trouble_exit_one(servers: Servers, workdir: Path) 
     bad_key = invoke(["config", "check", "--json"], {**env, "DAILY_API_KEY": "x" * 40, "IC_URL": None})
     assert bad_key.exit_code == 1
     assert "HTTP 401" in rows(json.loads(bad_key.stdout), "problems")["Daily API"]["detail"]
+
+
+def test_an_ic_root_key_that_replies_would_not_verify_under_is_a_problem(servers: Servers, workdir: Path) -> None:
+    with FakeIC() as fake:
+        env = good_env(servers, workdir, fake.url)
+        register_hook(servers, env)
+        unset = invoke(["config", "check", "--json"], env)
+        other = invoke(["config", "check", "--json"], {**env, "VIDEOBRIDGE_IC_ROOT_KEY": BlsKey().der.hex()})
+        good = invoke(["config", "check", "--json"], {**env, "VIDEOBRIDGE_IC_ROOT_KEY": fake.root_key_hex})
+    assert unset.exit_code == 1, unset.output
+    detail = rows(json.loads(unset.stdout), "problems")["IC"]["detail"]
+    assert "its root key is not the mainnet root key" in detail
+    assert detail.endswith(f"set VIDEOBRIDGE_IC_ROOT_KEY={fake.root_key_hex}")
+    assert other.exit_code == 1
+    assert "not VIDEOBRIDGE_IC_ROOT_KEY" in rows(json.loads(other.stdout), "problems")["IC"]["detail"]
+    assert good.exit_code == 0, good.output
+    assert rows(json.loads(good.stdout), "checks")["IC"]["detail"].endswith("root key is VIDEOBRIDGE_IC_ROOT_KEY")

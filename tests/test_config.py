@@ -89,6 +89,8 @@ def test_hook_secret_is_decoded(tmp_path, monkeypatch):
     ("VIDEOBRIDGE_LOG_FORMAT", "xml", "VIDEOBRIDGE_LOG_FORMAT: must be json or console"),
     ("VIDEOBRIDGE_LOG_LEVEL", "loud", "VIDEOBRIDGE_LOG_LEVEL: must be one of"),
     ("VIDEOBRIDGE_LEGACY_USER_END", "maybe", "VIDEOBRIDGE_LEGACY_USER_END: must be true or false, got 'maybe'"),
+    ("VIDEOBRIDGE_IC_ROOT_KEY", "mainnet", "VIDEOBRIDGE_IC_ROOT_KEY: must be hex"),
+    ("VIDEOBRIDGE_IC_ROOT_KEY", "00" * 96, "VIDEOBRIDGE_IC_ROOT_KEY: not a BLS12-381 G2 point"),
 ])
 def test_bad_values_name_the_variable(tmp_path, monkeypatch, name, value, message):
     monkeypatch.chdir(tmp_path)
@@ -126,3 +128,29 @@ def test_cli_reports_config_errors_in_one_line(tmp_path):
                                                "OC_PUBLIC": PEM}, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == "videobridge: PORT: must be a whole number, got 'x'"
+
+
+def test_ic_root_key_defaults_to_mainnet_and_takes_hex(tmp_path, monkeypatch):
+    from fakeic import BlsKey
+
+    from videobridge.notifier import MAINNET_ROOT_KEY
+
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(environ=env()).ic_root_key is None, "None: IcNotifier's default, the mainnet key"
+    der = BlsKey().der
+    assert load_settings(environ=env(VIDEOBRIDGE_IC_ROOT_KEY=der.hex())).ic_root_key == der
+    assert load_settings(environ=env(VIDEOBRIDGE_IC_ROOT_KEY=der[-96:].hex())).ic_root_key == der
+    assert load_settings(environ=env(VIDEOBRIDGE_IC_ROOT_KEY=MAINNET_ROOT_KEY.hex())).ic_root_key == MAINNET_ROOT_KEY
+
+
+def test_a_bad_ic_root_key_stops_serve_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "videobridge", "serve"], capture_output=True, text=True,
+                            cwd=tmp_path, env={"PATH": os.environ["PATH"], "DAILY_API_KEY": "k", "OC_PUBLIC": PEM,
+                                               "VIDEOBRIDGE_IC_ROOT_KEY": "308182"}, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("videobridge: VIDEOBRIDGE_IC_ROOT_KEY: must be 133 bytes (DER) "
+                                     "or 96 bytes (bare key), got 3")

@@ -54,7 +54,7 @@ async def make_notifier(fake: FakeIC) -> AsyncIterator[MakeNotifier]:
 
     def make(*, pem: str = OPERATOR_PEM, request_timeout: float = 2.0, deadline: float = 5.0) -> IcNotifier:
         notifier = IcNotifier(ic_url=fake.url + "/", identity=load_identity(pem),
-                              request_timeout=request_timeout, deadline=deadline)
+                              request_timeout=request_timeout, deadline=deadline, root_key=fake.root_key_der)
         made.append(notifier)
         return notifier
 
@@ -196,7 +196,7 @@ async def test_no_resource_warnings(fake: FakeIC) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         notifier = IcNotifier(ic_url=fake.url, identity=load_identity(OPERATOR_PEM),
-                              request_timeout=0.5, deadline=1.0)
+                              request_timeout=0.5, deadline=1.0, root_key=fake.root_key_der)
         assert await notifier.send(group_end()) == Delivered(Success())
         fake.hang()
         with pytest.raises(TransientNotifyError):

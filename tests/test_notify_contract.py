@@ -64,7 +64,8 @@ def _ic() -> Iterator[FakeIC]:
 @pytest.fixture(name="ic_bridge")
 def _ic_bridge(make_bridge: Callable[..., Awaitable[TestClient]], ic: FakeIC) -> Callable[..., Awaitable[TestClient]]:
     async def make(**changes: Any) -> TestClient:
-        notifier = IcNotifier(ic_url=ic.url, identity=load_identity(OPERATOR_PEM), request_timeout=0.5, deadline=1.0)
+        notifier = IcNotifier(ic_url=ic.url, identity=load_identity(OPERATOR_PEM), request_timeout=0.5, deadline=1.0,
+                              root_key=ic.root_key_der)
         return await make_bridge(notifier=notifier, notify_retry=FAST_RETRY, **changes)
 
     return make

@@ -33,7 +33,8 @@ def _ic() -> AsyncIterator[FakeIC]:
 @pytest.fixture(name="ic_bridge")
 def _ic_bridge(make_bridge, ic) -> Callable[..., Awaitable[TestClient]]:
     async def make(pem: str = OPERATOR_PEM, **changes) -> TestClient:
-        notifier = IcNotifier(ic_url=ic.url, identity=load_identity(pem), request_timeout=0.5, deadline=1.0)
+        notifier = IcNotifier(ic_url=ic.url, identity=load_identity(pem), request_timeout=0.5, deadline=1.0,
+                              root_key=ic.root_key_der)
         return await make_bridge(notifier=notifier, notify_retry=FAST_RETRY, **changes)
 
     return make

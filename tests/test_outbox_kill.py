@@ -36,7 +36,8 @@ async def test_notifications_survive_an_ic_outage_and_a_kill_9(tmp_path: Path, o
                            (ALICE, CanisterKind.USER), (BOB, CanisterKind.USER)):
         fake.add_canister(canister, kind)
     env = daemon_env(emulator_url=emulator.url, oc_public=signer.public_pem, state=tmp_path / "state.json",
-                     extra={"IC_URL": fake.url, "OC_IDENTITY": pem, "VIDEOBRIDGE_PRESENCE_INTERVAL": "3600"})
+                     extra={"IC_URL": fake.url, "OC_IDENTITY": pem, "VIDEOBRIDGE_PRESENCE_INTERVAL": "3600",
+                            "VIDEOBRIDGE_IC_ROOT_KEY": fake.root_key_hex})
     daemon = Daemon(env, log_path=tmp_path / "serve.log", cwd=tmp_path)
     try:
         fake.go_down() if outage == "down" else fake.hang()

@@ -158,3 +158,51 @@ async def test_serve_from_the_zipapp(pyz: Path, python: str, tmp_path: Path, api
             assert "Traceback" not in proc.output()
         finally:
             proc.kill()
+
+
+async def test_zipapp_verifies_ic_certificates(pyz: Path, python: str, tmp_path: Path, api_key: str,
+                                               signer: DevSigner) -> None:
+    """py-arkworks-bls12381 (a compiled extension) loads from the zipapp: a badly signed reply is
+    retried, then delivered once the fake IC signs under the root key the daemon was given."""
+    from fakeic import FakeIC, generate_pem, principal_of_pem
+    from helpers import GROUP
+
+    from videobridge.models import CanisterKind
+
+    pem = generate_pem()
+    with EmulatorThread(api_key) as daily, NotifySocket() as notify, FakeIC(operators={principal_of_pem(pem)}) as ic:
+        ic.add_canister(GROUP, CanisterKind.GROUP)
+        ic.sign_wrongly("wrong_root")
+        port = free_port()
+        env = serve_env(tmp_path, daily, signer, NOTIFY_SOCKET=notify.path, PORT=str(port),
+                        SHIV_ROOT=str(tmp_path / "shiv"), IC_URL=ic.url, OC_IDENTITY=pem.replace("\n", "\\n"),
+                        VIDEOBRIDGE_IC_ROOT_KEY=ic.root_key_hex, VIDEOBRIDGE_LOG_FORMAT="json")
+        env["PATH"] = "/usr/bin:/bin"
+        out, err = tmp_path / "pyz.stdout", tmp_path / "pyz.stderr"
+        with open(out, "wb") as o, open(err, "wb") as e:
+            popen = subprocess.Popen([python, str(pyz), "serve"], env=env, cwd=tmp_path, stdout=o, stderr=e,
+                                     stdin=subprocess.DEVNULL)
+        proc = ServeProcess(popen=popen, port=port, out_path=out, err_path=err)
+
+        async def logged(text: str, timeout: float = 30.0) -> None:
+            deadline = time.monotonic() + timeout
+            while text not in proc.output():
+                assert time.monotonic() < deadline, f"no {text!r} in:\n{proc.output()[-3000:]}"
+                await asyncio.sleep(0.1)
+
+        try:
+            await asyncio.to_thread(notify.wait_for, "READY=1", timeout=60, proc=proc)
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{proc.base_url}/room/meeting_access_token",
+                                    params={"initiator-username": "alice"},
+                                    headers={"x-auth-jwt": start_token(signer)}) as resp:
+                    assert resp.status == 200, await resp.text()
+            await logged("certificate verification failed: delegation signature does not verify")
+            assert ic.calls and '"notification_settled"' not in proc.output()
+            ic.sign_correctly()
+            await logged('"notification_settled"')
+            code = await asyncio.to_thread(proc.stop, signal.SIGTERM)
+            assert code == 0, proc.output()
+            assert "Traceback" not in proc.output()
+        finally:
+            proc.kill()

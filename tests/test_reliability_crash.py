@@ -164,7 +164,7 @@ async def kill_rounds(tmp_path: Path, seed: int) -> None:
             fake.add_canister(group, CanisterKind.GROUP)
         env = daemon_env(emulator_url=emulator.url, oc_public=signer.public_pem, state=state, extra={
             "IC_URL": fake.url, "OC_IDENTITY": pem, "VIDEOBRIDGE_PRESENCE_INTERVAL": "3600",
-            "VIDEOBRIDGE_START_GRACE": "3600"})
+            "VIDEOBRIDGE_START_GRACE": "3600", "VIDEOBRIDGE_IC_ROOT_KEY": fake.root_key_hex})
         daemon = Daemon(env, log_path=tmp_path / "serve.log", cwd=tmp_path)
         for round_no in range(ROUNDS):
             daemon.start()

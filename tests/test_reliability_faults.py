@@ -182,7 +182,8 @@ def _fake() -> Any:
 
 @pytest.fixture(name="ic_bridge")
 async def _ic_bridge(make_bridge, fake) -> AsyncIterator[Any]:
-    notifier = IcNotifier(ic_url=fake.url, identity=load_identity(OPERATOR_PEM), request_timeout=1.0, deadline=2.0)
+    notifier = IcNotifier(ic_url=fake.url, identity=load_identity(OPERATOR_PEM), request_timeout=1.0, deadline=2.0,
+                          root_key=fake.root_key_der)
     yield await make_bridge(notifier=notifier)
 
 

@@ -405,7 +405,8 @@ async def test_no_secret_in_logs_over_a_full_run(tmp_path: Path, spawn: Spawn, n
         ic.add_canister(GROUP, CanisterKind.GROUP)
         env = serve_env(tmp_path, daily, signer, NOTIFY_SOCKET=notify.path, DAILY_HOOK_HMAC=hook_b64,
                         VIDEOBRIDGE_ADMIN_TOKEN=admin, OC_IDENTITY=identity.replace("\n", "\\n"),
-                        IC_URL=ic.url, VIDEOBRIDGE_LOG_LEVEL="debug", VIDEOBRIDGE_PRESENCE_INTERVAL="0.3")
+                        IC_URL=ic.url, VIDEOBRIDGE_LOG_LEVEL="debug", VIDEOBRIDGE_PRESENCE_INTERVAL="0.3",
+                        VIDEOBRIDGE_IC_ROOT_KEY=ic.root_key_hex)
         proc = spawn(env=env)
         await asyncio.to_thread(ready, notify, proc)
         base = proc.base_url

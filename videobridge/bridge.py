@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -47,6 +48,9 @@ class Bridge:
     notifier: Any
 
 
+MAINNET_HOSTS = ("icp-api.io", "ic0.app", "icp0.io")
+
+
 def build_notifier(settings: Settings, *, sandbox: bool = False) -> Any:
     from videobridge.notifier import IcNotifier, LoggingNotifier, identity_principal, load_identity
 
@@ -60,8 +64,17 @@ def build_notifier(settings: Settings, *, sandbox: bool = False) -> Any:
         identity = load_identity(settings.oc_identity)
     except ValueError as exc:
         raise ConfigError(f"OC_IDENTITY: {exc}") from None
-    log.info("ic_identity", principal=identity_principal(identity), ic_url=settings.ic_url)
-    return IcNotifier(ic_url=settings.ic_url, identity=identity)
+    log.info("ic_identity", principal=identity_principal(identity), ic_url=settings.ic_url,
+             ic_root_key="mainnet" if settings.ic_root_key is None else "VIDEOBRIDGE_IC_ROOT_KEY")
+    if settings.ic_root_key is None:
+        host = urlsplit(settings.ic_url).hostname or ""
+        if not any(host == h or host.endswith("." + h) for h in MAINNET_HOSTS):
+            # agent-js would fetch this network's key; we trust only mainnet's unless told
+            log.warning("ic_root_key_mainnet", ic_url=settings.ic_url,
+                        reason="IC_URL is not a mainnet boundary node: replies verify only if "
+                               "VIDEOBRIDGE_IC_ROOT_KEY is set (videobridge config check shows the key)")
+        return IcNotifier(ic_url=settings.ic_url, identity=identity)
+    return IcNotifier(ic_url=settings.ic_url, identity=identity, root_key=settings.ic_root_key)
 
 
 async def _fetch_domain(daily: DailyClient, minter: TokenMinter, *, deadline: float) -> bool:

@@ -24,6 +24,7 @@ KNOWN = (
     "OC_IDENTITY", "IC_URL", "PORT", "HOST", "VIDEOBRIDGE_STATE", "VIDEOBRIDGE_PRESENCE_INTERVAL",
     "VIDEOBRIDGE_START_GRACE", "VIDEOBRIDGE_ADMIN_TOKEN", "VIDEOBRIDGE_CORS_ORIGINS",
     "VIDEOBRIDGE_LOG_FORMAT", "VIDEOBRIDGE_LOG_LEVEL", "VIDEOBRIDGE_LEGACY_USER_END",
+    "VIDEOBRIDGE_IC_ROOT_KEY",
 )
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -47,6 +48,7 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "info"
     legacy_user_end: bool = False  # user-canister ends in the shape from before OpenChat #9401
+    ic_root_key: bytes | None = field(default=None, repr=False)  # DER; None = the IC mainnet's root key
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -172,6 +174,8 @@ def load_settings(*, env_file: Path | None = None, environ: Mapping[str, str] | 
         kw["log_level"] = level
     if raw.get("VIDEOBRIDGE_LEGACY_USER_END"):
         kw["legacy_user_end"] = _bool("VIDEOBRIDGE_LEGACY_USER_END", raw["VIDEOBRIDGE_LEGACY_USER_END"])
+    if raw.get("VIDEOBRIDGE_IC_ROOT_KEY"):
+        kw["ic_root_key"] = _root_key("VIDEOBRIDGE_IC_ROOT_KEY", raw["VIDEOBRIDGE_IC_ROOT_KEY"])
     return Settings(**kw)
 
 
@@ -233,3 +237,12 @@ def _public_key(name: str, value: str) -> str:
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ConfigError(f"{name}: must be a P-256 (ES256) public key")
     return pem
+
+
+def _root_key(name: str, value: str) -> bytes:
+    from videobridge.notifier.certificate import root_key_from_text
+
+    try:
+        return root_key_from_text(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None

@@ -251,8 +251,30 @@ async def ic_check(settings: Settings) -> Row:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=6.0)) as http, http.get(url) as resp:
             status = resp.status
+            body = await resp.read() if status == 200 else b""
     except (aiohttp.ClientError, TimeoutError) as exc:
         return Row("IC", "fail", f"{url}: unreachable ({type(exc).__name__})")
     if status != 200:
         return Row("IC", "fail", f"{url}: HTTP {status}")
-    return Row("IC", "ok", f"{url}: reachable")
+    return _root_key_row(url, body, settings)
+
+
+def _root_key_row(url: str, body: bytes, settings: Settings) -> Row:
+    """Replies verify only under the trusted root key: say so when the IC announces another one."""
+    import cbor2
+
+    from videobridge.notifier.certificate import MAINNET_ROOT_KEY
+
+    try:
+        status = cbor2.loads(body)
+        status = status.value if isinstance(status, cbor2.CBORTag) else status
+        announced = bytes(status["root_key"])
+    except Exception:  # noqa: BLE001 - no (readable) root key announced: nothing to compare
+        return Row("IC", "ok", f"{url}: reachable")
+    trusted = settings.ic_root_key or MAINNET_ROOT_KEY
+    which = "VIDEOBRIDGE_IC_ROOT_KEY" if settings.ic_root_key else "the mainnet root key"
+    if announced == trusted:
+        return Row("IC", "ok", f"{url}: reachable, root key is {which}")
+    return Row("IC", "fail", f"{url}: reachable, but its root key is not {which}, so no reply would verify "
+                             f"and every notification would be retried; if you trust this network, set "
+                             f"VIDEOBRIDGE_IC_ROOT_KEY={announced.hex()}")

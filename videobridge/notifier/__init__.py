@@ -18,8 +18,15 @@ from videobridge.notifier.candid import (
     decode_reply,
     encode_args,
 )
+from videobridge.notifier.certificate import (
+    MAINNET_ROOT_KEY,
+    CertificateError,
+    CertificateVerifier,
+    root_key_from_text,
+)
 from videobridge.notifier.ic import (
     LOCAL_REJECT,
+    CertificateCheck,
     Delivered,
     IcNotifier,
     LoggingNotifier,
@@ -36,9 +43,13 @@ __all__ = [
     "DECLINED_METHOD",
     "END_METHOD",
     "LOCAL_REJECT",
+    "MAINNET_ROOT_KEY",
     "START_METHOD",
     "CandidArgError",
     "CandidReplyError",
+    "CertificateCheck",
+    "CertificateError",
+    "CertificateVerifier",
     "Delivered",
     "Error",
     "IcNotifier",
@@ -59,4 +70,5 @@ __all__ = [
     "plan_end",
     "plan_start",
     "wire_form",
+    "root_key_from_text",
 ]

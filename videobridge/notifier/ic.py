@@ -12,7 +12,10 @@ Outcomes (what the outbox does with them):
 
 icp-py-core details that shape this module (icp-py-core 2.3.1, reference/ic.md §1.3-1.4):
   * `verify_certificate` defaults to True and needs `blst`, which is not on PyPI: the call would
-    execute and *then* raise, so a retry would run it twice. We always pass False.
+    execute and *then* raise. We pass False and verify every certificate ourselves where the
+    answers arrive, in the Client (`certificate.py`: BLS signature under the root key, subnet
+    delegation, canister range, time, as agent-js does). A reply that fails is a
+    TransientNotifyError(reason="certificate"): not delivered, retried like a transport error.
   * Each HTTP request defaults to a hidden 360 s timeout that Agent cannot override, and the
     async methods open a fresh AsyncClient per request. `_client_class()` subclasses Client to
     give every request our timeout and to reuse one pooled AsyncClient that close() shuts.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol, TypeAlias
@@ -40,7 +44,8 @@ from videobridge.notifier.candid import (
     reply_from_value,
     unit_result_type,
 )
-from videobridge.principal import is_principal
+from videobridge.notifier.certificate import MAINNET_ROOT_KEY, CertificateError, CertificateVerifier
+from videobridge.principal import is_principal, principal_to_bytes
 
 log = structlog.get_logger()
 
@@ -70,13 +75,18 @@ LOCAL_REJECT = 0  # Rejected.code for notifications refused before sending
 class TransientNotifyError(Exception):
     """The call may or may not have reached the IC; try again later (same message_id).
 
-    `reason` is "transport" (HTTP error, connection refused), "timeout" or "protocol"
-    (an answer we could not make sense of).
+    `reason` is "transport" (HTTP error, connection refused), "timeout", "protocol"
+    (an answer we could not make sense of) or "certificate" (an answer we could not verify).
     """
 
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class CertificateCheck(Protocol):
+    def verify(self, certificate: bytes, canister_id: bytes) -> None:
+        """Raise CertificateError unless the CBOR certificate proves an answer from canister_id."""
 
 
 class Notifier(Protocol):
@@ -105,11 +115,13 @@ def _client_class() -> type:
     from icp_core.errors import TransportError
 
     class PooledTimeoutClient(Client):  # type: ignore[misc, valid-type]
-        """Client with a real per-request timeout and one pooled AsyncClient (closed by aclose)."""
+        """Client with a real per-request timeout, one pooled AsyncClient (closed by aclose), and
+        every certificate in a /call or read_state answer verified before icp-py-core reads it."""
 
-        def __init__(self, url: str, *, request_timeout: float) -> None:
+        def __init__(self, url: str, *, request_timeout: float, certificates: CertificateCheck) -> None:
             super().__init__(url)
             self.timeout = httpx.Timeout(request_timeout)
+            self.certificates = certificates
             self._async: httpx.AsyncClient | None = None
 
         async def _post(self, path: str, data: bytes) -> httpx.Response:
@@ -125,10 +137,23 @@ def _client_class() -> type:
                 raise TransportError(endpoint, exc) from exc
 
         async def call_async(self, canister_id: str, req_id: bytes, data: bytes, **_: Any) -> Any:
-            return await self._post(f"/api/v4/canister/{canister_id}/call", data)
+            resp = await self._post(f"/api/v4/canister/{canister_id}/call", data)
+            body = _cbor_map(resp.content)
+            if body is not None and body.get("status") == "replied":
+                self._verify(body.get("certificate"), canister_id)
+            return resp
 
         async def read_state_async(self, canister_id: str, data: bytes, **_: Any) -> bytes:
-            return (await self._post(f"/api/v3/canister/{canister_id}/read_state", data)).content
+            content = (await self._post(f"/api/v3/canister/{canister_id}/read_state", data)).content
+            body = _cbor_map(content)
+            if body is not None:  # anything else fails in icp-py-core as a protocol error
+                self._verify(body.get("certificate"), canister_id)
+            return content
+
+        def _verify(self, certificate: Any, canister_id: str) -> None:
+            if not isinstance(certificate, bytes):
+                raise CertificateError("answer carries no certificate")
+            self.certificates.verify(certificate, principal_to_bytes(canister_id))
 
         async def query_async(self, canister_id: str, data: bytes, **_: Any) -> bytes:
             return (await self._post(f"/api/v3/canister/{canister_id}/query", data)).content
@@ -160,6 +185,18 @@ def _client_class() -> type:
     return PooledTimeoutClient
 
 
+def _cbor_map(content: bytes) -> Any:
+    import cbor2
+
+    try:
+        body = cbor2.loads(content)
+    except Exception:  # noqa: BLE001 - not CBOR: icp-py-core reports it
+        return None
+    if isinstance(body, cbor2.CBORTag) and body.tag == 55799:
+        body = body.value
+    return body if isinstance(body, Mapping) else None
+
+
 def _check_url(ic_url: str) -> str:
     parts = urlsplit(ic_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -171,17 +208,21 @@ class IcNotifier:
     """Signs and sends notifications with icp-py-core.
 
     Use one instance per event loop: its connection pool is created on the first send and bound
-    to that loop; close() releases it.
+    to that loop; close() releases it. Replies are trusted only with a certificate that verifies
+    under `root_key` (DER; mainnet's by default), or by `certificates` when given.
     """
 
     def __init__(self, *, ic_url: str, identity: Any, request_timeout: float = 10.0,
-                 deadline: float = 30.0) -> None:
+                 deadline: float = 30.0, root_key: bytes = MAINNET_ROOT_KEY,
+                 certificates: CertificateCheck | None = None) -> None:
         from icp_agent.agent import Agent
 
         if request_timeout <= 0 or deadline <= 0:
             raise ValueError("request_timeout and deadline must be positive")
         self._deadline = deadline
-        self._client = _client_class()(_check_url(ic_url), request_timeout=request_timeout)
+        checker = certificates if certificates is not None else CertificateVerifier(root_key)
+        self._client = _client_class()(_check_url(ic_url), request_timeout=request_timeout,
+                                       certificates=checker)
         self._agent = Agent(identity, self._client)
         self.principal: str = identity.sender().to_str()
 
@@ -205,6 +246,10 @@ class IcNotifier:
             )
         except ReplicaReject as exc:
             return Rejected(int(exc.reject_code or 0), str(exc.reject_message), exc.error_code)
+        except CertificateError as exc:
+            # Not proof the canister answered (forged, misrouted, stale): as unsure as a lost reply.
+            raise TransientNotifyError(f"certificate verification failed: {exc}"[:300],
+                                       reason="certificate") from exc
         except (asyncio.TimeoutError, TimeoutWaitingForResponse):
             raise TransientNotifyError(
                 f"no answer within {time.monotonic() - started:.1f}s", reason="timeout") from None
