@@ -158,13 +158,14 @@ async def test_forged_stale_and_reserialised_signatures_are_401(bridge, signer):
     room = started["roomName"]
     body = event("meeting.ended", room)
     forged = signed_hook(body, secret=b"not-the-secret")
-    stale = signed_hook(body, timestamp=time.time() - 600)
-    stale_ms = signed_hook(body, timestamp=(time.time() - 600))
+    stale = signed_hook(body, timestamp=time.time() - 1260)  # Daily retries for ~15 min; we allow 20
+    future = signed_hook(body, timestamp=time.time() + 600)
+    stale_ms = signed_hook(body, timestamp=(time.time() - 1260))
     stale_ms["X-Webhook-Timestamp"] = str(int(stale_ms["X-Webhook-Timestamp"]) * 1000)
     stale_ms["X-Webhook-Signature"] = signed_hook(body)["X-Webhook-Signature"]
     pretty = json.dumps(json.loads(body), indent=2).encode()
     reserialised = signed_hook(pretty)  # signed over other bytes than the ones sent
-    for headers in (forged, stale, stale_ms, reserialised, {}):
+    for headers in (forged, stale, future, stale_ms, reserialised, {}):
         status, answer = await post_hook(bridge, body, headers)
         assert 401 == status and answer["statusCode"] == 401
     await asyncio.sleep(0.05)

@@ -7,6 +7,7 @@ other call type sets, so a Broadcast room reused for a Default call loses its Br
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from videobridge.models import CallType
@@ -57,7 +58,10 @@ def _every_key() -> frozenset[str]:
     return frozenset().union(*(room_properties(t, nbf=0, exp=0) for t in CallType))
 
 
-def reuse_properties(call_type: CallType, *, nbf: int, exp: int) -> dict[str, Any]:
-    """`room_properties` plus `null` for every property another call type sets and this one does not."""
+def reuse_properties(call_type: CallType, *, nbf: int, exp: int,
+                     existing: Iterable[str] = ()) -> dict[str, Any]:
+    """`room_properties` plus `null` for every property another call type sets, or the leftover
+    room has (`existing`: its config keys), that this call type does not set."""
     properties = room_properties(call_type, nbf=nbf, exp=exp)
-    return {**{key: None for key in sorted(_every_key() - properties.keys())}, **properties}
+    stale = (_every_key() | set(existing)) - properties.keys()
+    return {**{key: None for key in sorted(stale)}, **properties}

@@ -31,15 +31,39 @@ _READ_LIMIT = 8192
 _log = structlog.get_logger("videobridge.daily")
 
 
-def _date_offset(value: str | None, *, sent: float, answered: float) -> float | None:
-    """Daily's clock minus ours, from an answer's Date header (1 s resolution, so +0.5 s)."""
+def _date_offset(value: str | None, *, sent: float, answered: float) -> tuple[float, float] | None:
+    """Bounds on Daily's clock minus ours from an answer's Date header (whole seconds, so Daily's
+    time was in [Date, Date + 1) somewhere between our send and the answer)."""
     if not value:
         return None
     try:
-        daily = parsedate_to_datetime(value).timestamp() + 0.5
+        daily = parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return daily - (sent + answered) / 2
+    return daily - answered, daily + 1.0 - sent
+
+
+class ClockOffset:
+    """Daily's wall clock minus ours, narrowed answer by answer; 0 while the clocks agree within
+    what the headers can tell."""
+
+    def __init__(self) -> None:
+        self._low: float | None = None
+        self._high: float | None = None
+
+    def add(self, low: float, high: float) -> None:
+        if self._low is None or self._high is None or low > self._high or high < self._low:
+            self._low, self._high = low, high  # first answer, or a clock was stepped: start over
+        else:
+            self._low, self._high = max(self._low, low), min(self._high, high)
+
+    @property
+    def value(self) -> float | None:
+        if self._low is None or self._high is None:
+            return None
+        if self._low <= 0.0 <= self._high:
+            return 0.0
+        return self._low if self._low > 0 else self._high
 
 
 class DailyTransport:
@@ -69,7 +93,7 @@ class DailyTransport:
         self._deadline = deadline
         self._limiter = WindowLimiter(limits, clock=monotonic, sleep=sleep)
         self._slow_limiter = WindowLimiter(delete_limits, clock=monotonic, sleep=sleep)
-        self.clock_offset: float | None = None  # Daily's wall clock minus ours, from the last answer
+        self._offset = ClockOffset()
         self._observer = observer
         self._policy = retry_policy or RetryPolicy()
         self._rng = random.Random()
@@ -182,7 +206,7 @@ class DailyTransport:
             for ticket in tickets:  # a slot is held until a full window after the answer
                 ticket.limiter.release(ticket)
         if offset is not None:
-            self.clock_offset = offset
+            self._offset.add(*offset)
         if 200 <= status < 300:
             try:
                 return json.loads(raw) if raw.strip() else {}
@@ -198,6 +222,10 @@ class DailyTransport:
         if 400 <= status < 500:
             raise DailyRejected(endpoint=endpoint, status=status, error=error, info=info)
         raise DailyUnavailable(endpoint=endpoint, status=status, error=error, info="unexpected HTTP status")
+
+    @property
+    def clock_offset(self) -> float | None:
+        return self._offset.value
 
     async def reserve_slow(self) -> Ticket:
         """Wait for a slow-limiter slot now, to spend it later with `call(..., reserved=)`."""
