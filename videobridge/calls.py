@@ -98,6 +98,7 @@ class CallService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ending: set[tuple[str, str, int]] = set()
         self._past_meetings: OrderedDict[str, None] = OrderedDict()
+        self.presence_lists_hidden = False  # learnt once presence shows a Broadcast viewer
 
     @property
     def calls(self) -> Mapping[str, Call]:
@@ -137,7 +138,10 @@ class CallService:
     async def _start(self, room: str, claims: VideoCallClaims, initiator: Initiator) -> Call:
         now = self._clock()
         exp = int(now) + room_lifetime(claims.is_diamond)
-        properties = room_properties(claims.call_type, nbf=int(now), exp=exp)
+        # nbf in Daily's clock when it runs behind ours: the room must open at once
+        offset = getattr(self._rooms, "clock_offset", None)
+        nbf = int(now + min(0.0, offset if isinstance(offset, (int, float)) else 0.0))
+        properties = room_properties(claims.call_type, nbf=nbf, exp=exp)
         try:
             try:
                 await self._rooms.create_room(room, properties=properties, deadline=self._start_deadline)
@@ -147,7 +151,7 @@ class CallService:
                 # short, reset what an earlier call type set, and make sure it is private.
                 existing = getattr(taken.room, "config", None) or {}
                 await self._rooms.update_room(room, privacy="private", deadline=self._start_deadline,
-                                              properties=reuse_properties(claims.call_type, nbf=int(now),
+                                              properties=reuse_properties(claims.call_type, nbf=nbf,
                                                                           exp=exp, existing=existing))
                 reused = True
         except DailyError as exc:
@@ -190,6 +194,9 @@ class CallService:
             return {"ended": False, "roomName": room,
                     "reason": "could not check the room; the call ends when it is empty"}
         present = len(people)
+        if call.call_type is CallType.BROADCAST and any(
+                getattr(p, "user_id", None) not in (None, call.started_by) for p in people):
+            self.presence_lists_hidden = True  # every non-starter in a Broadcast joins hidden
         if present > 1:
             return {"ended": False, "roomName": room, "participants": present,
                     "reason": "others are still in the call"}
@@ -203,6 +210,8 @@ class CallService:
     async def _viewers_may_remain(self, call: Call, people: list[Any]) -> bool:
         """Presence may not list hidden Broadcast viewers (undocumented), so ask the meetings API:
         a meeting still going on that has held more people than presence shows may have viewers."""
+        if self.presence_lists_hidden:
+            return False  # presence has shown hidden viewers before: what it shows is everyone
         meeting_id = next((p.meeting_id for p in people if getattr(p, "meeting_id", None)), call.meeting_id)
         if meeting_id is None:
             return False  # no meeting known: nobody was ever seen in the room
