@@ -6,16 +6,28 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+
+import pytest
 
 from helpers import (
     BOB, GROUP, HOOK_SECRET, bridge_of, end_token, get_token, join_token, signed_hook, start_token,
 )
 from videobridge.daily import DailyClient
+from videobridge.emulator import DailyEmulator
 from videobridge.models import CallState, NotificationKind
 from videobridge.store import Change
 
 EVENTS = ["meeting.started", "meeting.ended", "participant.joined", "participant.left"]
+
+
+@pytest.fixture(name="emulator", params=[True, False], ids=["presence-lists-hidden", "presence-hides-hidden"])
+async def _emulator(request: pytest.FixtureRequest, api_key: str) -> AsyncIterator[DailyEmulator]:
+    """Whether GET /presence lists hidden Broadcast viewers is undocumented: run every test both ways."""
+    emulator = DailyEmulator(api_key=api_key, hidden_in_presence=request.param)
+    await emulator.start("127.0.0.1", 0)
+    yield emulator
+    await emulator.stop()
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from videobridge.daily.errors import (
 )
 from videobridge.daily.tokens import TokenGrant
 from videobridge.errors import NoMeetingToJoin, UpstreamError
+from videobridge.meetings import MeetingBook
 from videobridge.models import Call, CallState, CallType, Initiator
 from videobridge.outbox import Outbox
 from videobridge.roomconfig import reuse_properties, room_lifetime, room_properties
@@ -34,7 +34,6 @@ log = structlog.get_logger("videobridge.calls")
 
 EMPTY_POLLS_TO_END = 2
 EXPIRY_MARGIN = 5.0  # Daily ejects at exp; give its presence a moment to agree
-PAST_MEETINGS = 10_000  # meeting ids of ended calls kept, so their late meeting.ended is known
 
 
 class Rooms(Protocol):
@@ -97,8 +96,13 @@ class CallService:
         self._empty_polls: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ending: set[tuple[str, str, int]] = set()
-        self._past_meetings: OrderedDict[str, None] = OrderedDict()
+        self.meetings = MeetingBook()
         self.presence_lists_hidden = False  # learnt once presence shows a Broadcast viewer
+
+    def _clock_offset(self) -> float | None:
+        """Daily's wall clock minus ours, as far as Daily's answers have told it."""
+        offset = getattr(self._rooms, "clock_offset", None)
+        return float(offset) if isinstance(offset, (int, float)) else None
 
     @property
     def calls(self) -> Mapping[str, Call]:
@@ -139,8 +143,7 @@ class CallService:
         now = self._clock()
         exp = int(now) + room_lifetime(claims.is_diamond)
         # nbf in Daily's clock when it runs behind ours: the room must open at once
-        offset = getattr(self._rooms, "clock_offset", None)
-        nbf = int(now + min(0.0, offset if isinstance(offset, (int, float)) else 0.0))
+        nbf = int(now + min(0.0, self._clock_offset() or 0.0))
         properties = room_properties(claims.call_type, nbf=nbf, exp=exp)
         try:
             try:
@@ -234,8 +237,7 @@ class CallService:
             call = self._store.calls.get(room)
             if call is None or (message_id is not None and call.message_id != message_id):
                 return False
-            if call.meeting_id is not None:
-                self._remember_meeting(call.meeting_id)
+            self.meetings.call_ended(call)
             if call.state is not CallState.ENDING:
                 change = self._outbox.plan_end(call)
                 change.put_calls.append(call.evolve(state=CallState.ENDING))
@@ -283,33 +285,12 @@ class CallService:
         """End in the background (webhooks and the poller must not wait for Daily)."""
         self._spawn(("end", room, message_id), self.end_call(room, reason, message_id=message_id))
 
-    def _remember_meeting(self, meeting_id: str) -> None:
-        self._past_meetings[meeting_id] = None
-        self._past_meetings.move_to_end(meeting_id)
-        while len(self._past_meetings) > PAST_MEETINGS:
-            self._past_meetings.popitem(last=False)
-
-    def _meeting_is_this_calls(self, call: Call, payload: Mapping[str, Any]) -> bool:
-        """Keyed on Daily's meeting id; timestamps (in Daily's clock) only when no id is known."""
-        ended = payload.get("meeting_id")
-        ended = ended if isinstance(ended, str) and ended else None
-        if ended is not None and call.meeting_id is not None:
-            return ended == call.meeting_id
-        if ended is not None and ended in self._past_meetings:
-            return False  # the meeting of a call that already ended in this room
-        when = payload.get("start_ts", payload.get("end_ts"))
-        if not isinstance(when, (int, float)) or isinstance(when, bool):
-            return True
-        offset = getattr(self._rooms, "clock_offset", None)
-        local = when - (offset if isinstance(offset, (int, float)) else 0.0)
-        return local >= call.created_at  # a meeting of this call starts after the call does
-
     def on_meeting_ended(self, room: str, payload: Mapping[str, Any]) -> bool:
         """`meeting.ended`: Daily sends it up to ~20 s late, so check it is about this call."""
         call = self._store.calls.get(room)
         if call is None:
             return False
-        if not self._meeting_is_this_calls(call, payload):
+        if not self.meetings.belongs(call, payload, clock_offset=self._clock_offset()):
             log.info("meeting_ended_ignored", room=room, reason="event is about another meeting")
             return False
         self.end_soon(room, "meeting.ended", call.message_id)

@@ -84,7 +84,8 @@ class Meetings:
         if pending is not None:  # a rejoin inside Daily's grace period continues the meeting
             pending.cancel()
         if p.room not in self._meetings:
-            meeting = self._meetings[p.room] = _Meeting(id=str(uuid.uuid4()), room=p.room, start_ts=p.joined_at)
+            meeting = _Meeting(id=str(uuid.uuid4()), room=p.room, start_ts=p.joined_at)
+            self._meetings[p.room] = meeting
             self._by_id[meeting.id] = meeting
             while len(self._by_id) > _HISTORY:
                 self._by_id.pop(next(iter(self._by_id)))
