@@ -334,6 +334,8 @@ class CallService:
 
     async def mark_live(self, room: str, meeting_id: str | None = None) -> None:
         """A webhook saw the call in Daily (`meeting.started` names its meeting)."""
+        if meeting_id is not None and self.meetings.is_past(meeting_id):
+            meeting_id = None  # a retried meeting.started of an earlier call's meeting
         call = self._store.calls.get(room)
         self._empty_polls.pop(room, None)
         if call is None or call.state is CallState.ENDING or self._seen(call, meeting_id, 0.0) is None:

@@ -28,6 +28,10 @@ class MeetingBook:
         while len(self._past) > self._remember:
             self._past.popitem(last=False)
 
+    def is_past(self, meeting_id: str) -> bool:
+        """The meeting of a call that has ended (a late or retried meeting.started names it)."""
+        return meeting_id in self._past
+
     def forget(self) -> None:
         self._past.clear()
 
