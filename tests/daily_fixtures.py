@@ -29,7 +29,10 @@ def hour_from_now() -> int:
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[DailyEmulator]:
-    emu = DailyEmulator(api_key=API_KEY, domain_name="openchat", webhook_backoff=0.01, probe_timeout=1.0)
+    # The client below runs without Daily's limits (speed), so this emulator does not enforce them;
+    # the bridge's emulator (conftest.py) and test_daily_limits.py do.
+    emu = DailyEmulator(api_key=API_KEY, domain_name="openchat", webhook_backoff=0.01, probe_timeout=1.0,
+                        rate_limits=False)
     await emu.start()
     yield emu
     await emu.stop()

@@ -70,13 +70,13 @@ def test_create_from_a_chat_spec_makes_the_services_room(servers: Servers, workd
     assert made["name"] == GROUP_ROOM and made["privacy"] == "private"
     config = room_config(servers, GROUP_ROOM)
     nbf, exp = config["nbf"], config["exp"]
-    assert exp - nbf == 3600
-    assert config == room_properties(CallType.BROADCAST, nbf=nbf, exp=exp)
+    assert exp - nbf == 3600 + 60  # the room opens a minute before the call's start
+    assert config == room_properties(CallType.BROADCAST, nbf=nbf + 60, exp=exp)
 
     result = invoke(["rooms", "create", "--chat", f"direct:{BOB},{ALICE}", "--diamond", "--json"], env)
     assert result.exit_code == 0, result.output
     direct = room_config(servers, DIRECT_ROOM)
-    assert direct["exp"] - direct["nbf"] == 7200 and direct["max_participants"] == 20
+    assert direct["exp"] - direct["nbf"] == 7200 + 60 and direct["max_participants"] == 20
 
     result = invoke(["rooms", "create", "--chat", f"channel:{COMMUNITY},2846315027"], env)
     assert result.exit_code == 0, result.output

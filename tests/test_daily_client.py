@@ -93,19 +93,39 @@ async def test_create_get_update_room(client: DailyClient, emulator: DailyEmulat
     assert emulator.room("abc") is not None and emulator.room("abc")["config"]["exp"] == exp + 60  # type: ignore[index]
 
 
-async def test_existing_room_name_raises_room_exists(client: DailyClient) -> None:
-    await client.create_room("dup", properties={"exp": hour_from_now()})
+async def test_existing_room_name_raises_room_exists(client: DailyClient, emulator: DailyEmulator) -> None:
+    made = await client.create_room("dup", properties={"exp": hour_from_now()})
     with pytest.raises(DailyRoomExists) as caught:
         await client.create_room("dup", properties={"exp": hour_from_now()})
     err = caught.value
     assert (err.status, err.error, err.endpoint) == (400, "invalid-request-error", "POST /rooms")
-    assert "already exists" in (err.info or "")
+    # the emulator words the 400 unlike any guess; the lookup is what tells "taken" apart
+    assert "already exists" not in (err.info or "") and err.room == made
+    assert emulator.requests["GET /rooms/:name"] == 1
 
 
-async def test_bad_room_name_is_rejected_not_exists(client: DailyClient) -> None:
+async def test_bad_room_name_is_rejected_not_exists(client: DailyClient, emulator: DailyEmulator) -> None:
     with pytest.raises(DailyRejected) as caught:
         await client.create_room("no spaces!", properties={})
     assert caught.value.status == 400 and not isinstance(caught.value, DailyRoomExists)
+    with pytest.raises(DailyRejected) as caught:
+        await client.create_room("free", properties={"enable_mesh_sfuu": True})  # a typo
+    assert "unknown room property" in (caught.value.info or "") and not isinstance(caught.value, DailyRoomExists)
+    assert emulator.requests["GET /rooms/:name"] == 2, "each 400 was checked with a lookup, which found nothing"
+
+
+async def test_400_from_post_rooms_is_checked_whatever_its_text(mocked: tuple[aioresponses, DailyClient]) -> None:
+    m, c = mocked
+    m.post(BASE + "/rooms", status=400, payload={"error": "invalid-request-error", "info": "Name taken, sorry"})
+    m.get(BASE + "/rooms/r1", payload={"name": "r1", "id": "x", "privacy": "private", "config": {"exp": 5}})
+    with pytest.raises(DailyRoomExists) as caught:
+        await c.create_room("r1", properties={})
+    assert caught.value.room.config == {"exp": 5}
+    m.post(BASE + "/rooms", status=400, payload={"error": "invalid-request-error", "info": "a room named r2 already exists"})
+    m.get(BASE + "/rooms/r2", status=404, payload={"error": "not-found", "info": "room r2 was not found"})
+    with pytest.raises(DailyRejected) as rejected:
+        await c.create_room("r2", properties={})
+    assert not isinstance(rejected.value, DailyRoomExists) and rejected.value.endpoint == "POST /rooms"
 
 
 async def test_get_missing_room_is_not_found(client: DailyClient, emulator: DailyEmulator) -> None:
@@ -350,14 +370,15 @@ async def test_sends_bearer_key_and_json(mocked: tuple[aioresponses, DailyClient
 
 async def test_delete_limiter_spaces_requests(emulator: DailyEmulator) -> None:
     assert emulator.base_url
-    async with DailyClient(api_key=API_KEY, base_url=emulator.base_url, delete_rate_per_second=10.0) as c:
+    async with DailyClient(api_key=API_KEY, base_url=emulator.base_url, delete_rate_per_second=10.0,
+                           rate_per_second=100.0) as c:
         started = time.monotonic()
         results = await asyncio.gather(*(c.delete_room(f"r{i}") for i in range(20)))
         elapsed = time.monotonic() - started
         assert results == [False] * 20
         assert elapsed >= 0.9  # a burst of 10, then one every 0.1 s
         started = time.monotonic()
-        await asyncio.gather(*(c.presence() for _ in range(15)))  # other calls use the 20/s budget only
+        await asyncio.gather(*(c.presence() for _ in range(15)))  # other calls use the general budget only
         assert time.monotonic() - started < 0.5
 
 

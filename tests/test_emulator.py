@@ -387,3 +387,106 @@ async def test_control_routes(emulator: DailyEmulator, http: aiohttp.ClientSessi
     status, _ = await _call(http, emulator, "POST", "/_emulator/rooms/r/leave", json={"session_id": session}, headers={})
     assert status == 404
     assert sum(emulator.requests.values()) == before  # control routes are not Daily API calls
+
+
+# -- strictness: room properties, meetings, clock, retries ---------------------------------------
+
+
+async def test_unknown_room_properties_and_wrong_types_are_400(emulator: DailyEmulator, http: aiohttp.ClientSession) -> None:
+    bad = [
+        {"enable_mesh_sfuu": True},  # a typo
+        {"max_participants": "20"},
+        {"enable_hidden_participants": 1},
+        {"exp": 1.5},
+        {"sfu_switchover": True},
+        {"enable_recording": "everything"},
+        {"permissions": {"hasPresence": "yes"}},
+        {"permissions": {"canSend": ["video", "smell"]}},
+        {"permissions": {"canTeleport": True}},
+        {"lang": 7},
+    ]
+    for props in bad:
+        status, body = await _call(http, emulator, "POST", "/rooms", json={"name": "strict", "properties": props})
+        assert (status, body["error"]) == (400, "invalid-request-error"), props
+    status, body = await _call(http, emulator, "POST", "/rooms", json={"name": "strict", "propertys": {}})
+    assert status == 400 and "unknown field" in body["info"]
+    assert emulator.rooms == {}
+    good = {"max_participants": 20, "sfu_switchover": 0.5, "enable_recording": "cloud", "enable_chat": None,
+            "permissions": {"hasPresence": False, "canSend": ["audio"], "canAdmin": False, "canReceive": {"base": True}}}
+    status, room = await _call(http, emulator, "POST", "/rooms", json={"name": "strict", "properties": good})
+    assert status == 200 and "enable_chat" not in room["config"]
+    status, body = await _call(http, emulator, "POST", "/rooms/strict", json={"properties": {"enable_terse_loging": True}})
+    assert status == 400 and "unknown room property" in body["info"]
+
+
+async def test_the_bridges_room_configuration_is_accepted(emulator: DailyEmulator, http: aiohttp.ClientSession) -> None:
+    from videobridge.models import CallType
+    from videobridge.roomconfig import reuse_properties, room_properties
+
+    for n, call_type in enumerate(CallType):
+        props = room_properties(call_type, nbf=int(time.time()), exp=hour_from_now())
+        status, body = await _call(http, emulator, "POST", "/rooms", json={"name": f"t{n}", "privacy": "private",
+                                                                            "properties": props})
+        assert status == 200, body
+        reuse = reuse_properties(call_type, nbf=int(time.time()), exp=hour_from_now(), existing=["enable_chat"])
+        status, body = await _call(http, emulator, "POST", f"/rooms/t{n}", json={"properties": reuse})
+        assert status == 200, body
+
+
+async def test_meetings_api_reports_ongoing_meetings_with_hidden_viewers(client: DailyClient, emulator: DailyEmulator) -> None:
+    await client.create_room("show", properties={"enable_hidden_participants": True})
+    host = emulator.join("show", await _token(emulator, "show", owner=True, user="host"))
+    viewer = emulator.join("show", await _token(emulator, "show", user="viewer", broadcast=True))
+    [seen] = [p for p in await client.room_presence("show") if p.user_id == "host"]
+    assert seen.meeting_id
+    emulator.leave("show", host)  # the presenter drops; the hidden viewer keeps the meeting going
+    meeting = await client.get_meeting(seen.meeting_id)
+    assert (meeting.id, meeting.room, meeting.ongoing, meeting.max_participants) == (seen.meeting_id, "show", True, 2)
+    emulator.leave("show", viewer)
+    await emulator.drain_webhooks()
+    assert (await client.get_meeting(seen.meeting_id)).ongoing is False
+    with pytest.raises(DailyNotFound):
+        await client.get_meeting("no-such-meeting")
+
+
+async def test_answers_carry_the_emulators_clock(http: aiohttp.ClientSession) -> None:
+    from email.utils import parsedate_to_datetime
+
+    clock = FakeClock()
+    emu = DailyEmulator(api_key=API_KEY, clock=clock)
+    await emu.start()
+    try:
+        async with http.get(f"{emu.base_url}/", headers=AUTH) as resp:
+            assert parsedate_to_datetime(resp.headers["Date"]).timestamp() == int(clock.now)
+        async with DailyClient(api_key=API_KEY, base_url=emu.base_url) as c:
+            await c.get_domain()
+            offset = c.clock_offset
+            assert offset is not None and abs(offset - (clock.now - time.time())) < 2.0
+    finally:
+        await emu.stop()
+
+
+@pytest.mark.parametrize("mode", ["original", "fresh"])
+async def test_webhook_retries_keep_or_renew_their_timestamp(receiver: Receiver, mode: str) -> None:
+    clock = FakeClock()
+    emu = DailyEmulator(api_key=API_KEY, clock=clock, webhook_backoff=0.2, webhook_retry_timestamp=mode,
+                        rate_limits=False)
+    url = await emu.start()
+    try:
+        async with DailyClient(api_key=API_KEY, base_url=url) as c:
+            await c.create_webhook(url=receiver.url, hmac=HMAC, event_types=["meeting.started"], retry_type="exponential")
+            await c.create_room("r", properties={})
+            receiver.status = 500
+            emu.join("r", await _token(emu, "r"))
+            while not receiver.events:  # the first attempt fails...
+                await asyncio.sleep(0.005)
+            clock.now += 600  # ...and ten minutes go by before the retry gets through
+            receiver.status = 200
+            await emu.drain_webhooks()
+        first, *_, last = receiver.events
+        assert first.body == last.body and len(receiver.events) >= 2
+        verify(last)
+        stamps = (first.headers["X-Webhook-Timestamp"], last.headers["X-Webhook-Timestamp"])
+        assert (stamps[0] == stamps[1]) is (mode == "original")
+    finally:
+        await emu.stop()

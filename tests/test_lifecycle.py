@@ -6,16 +6,28 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+
+import pytest
 
 from helpers import (
     BOB, GROUP, HOOK_SECRET, bridge_of, end_token, get_token, join_token, signed_hook, start_token,
 )
 from videobridge.daily import DailyClient
+from videobridge.emulator import DailyEmulator
 from videobridge.models import CallState, NotificationKind
 from videobridge.store import Change
 
 EVENTS = ["meeting.started", "meeting.ended", "participant.joined", "participant.left"]
+
+
+@pytest.fixture(name="emulator", params=[True, False], ids=["presence-lists-hidden", "presence-hides-hidden"])
+async def _emulator(request: pytest.FixtureRequest, api_key: str) -> AsyncIterator[DailyEmulator]:
+    """Whether GET /presence lists hidden Broadcast viewers is undocumented: run every test both ways."""
+    emulator = DailyEmulator(api_key=api_key, hidden_in_presence=request.param)
+    await emulator.start("127.0.0.1", 0)
+    yield emulator
+    await emulator.stop()
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -161,13 +173,14 @@ async def test_forged_stale_and_reserialised_signatures_are_401(bridge, signer):
     room = started["roomName"]
     body = event("meeting.ended", room)
     forged = signed_hook(body, secret=b"not-the-secret")
-    stale = signed_hook(body, timestamp=time.time() - 600)
-    stale_ms = signed_hook(body, timestamp=(time.time() - 600))
+    stale = signed_hook(body, timestamp=time.time() - 1260)  # Daily retries for ~15 min; we allow 20
+    future = signed_hook(body, timestamp=time.time() + 600)
+    stale_ms = signed_hook(body, timestamp=(time.time() - 1260))
     stale_ms["X-Webhook-Timestamp"] = str(int(stale_ms["X-Webhook-Timestamp"]) * 1000)
     stale_ms["X-Webhook-Signature"] = signed_hook(body)["X-Webhook-Signature"]
     pretty = json.dumps(json.loads(body), indent=2).encode()
     reserialised = signed_hook(pretty)  # signed over other bytes than the ones sent
-    for headers in (forged, stale, stale_ms, reserialised, {}):
+    for headers in (forged, stale, future, stale_ms, reserialised, {}):
         status, answer = await post_hook(bridge, body, headers)
         assert 401 == status and answer["statusCode"] == 401
     await asyncio.sleep(0.05)

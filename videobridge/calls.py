@@ -11,7 +11,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,9 +24,10 @@ from videobridge.daily.errors import (
 )
 from videobridge.daily.tokens import TokenGrant
 from videobridge.errors import NoMeetingToJoin, UpstreamError
+from videobridge.meetings import MeetingBook
 from videobridge.models import Call, CallState, CallType, Initiator
 from videobridge.outbox import Outbox
-from videobridge.roomconfig import room_lifetime, room_properties
+from videobridge.roomconfig import reuse_properties, room_lifetime, room_properties
 from videobridge.store import Change, StateStore
 
 log = structlog.get_logger("videobridge.calls")
@@ -40,8 +41,10 @@ class Rooms(Protocol):
                           deadline: float | None = None) -> Any: ...
     async def update_room(self, name: str, *, properties: Mapping[str, Any], privacy: str | None = None,
                           deadline: float | None = None) -> Any: ...
-    async def delete_room(self, name: str, *, deadline: float | None = None) -> bool: ...
+    async def delete_room(self, name: str, *, deadline: float | None = None, slot: Any = None) -> bool: ...
+    def delete_slot(self) -> AbstractAsyncContextManager[Any]: ...
     async def room_presence(self, name: str, *, deadline: float | None = None) -> list[Any]: ...
+    async def get_meeting(self, meeting_id: str, *, deadline: float | None = None) -> Any: ...
 
 
 class Minter(Protocol):
@@ -93,6 +96,13 @@ class CallService:
         self._empty_polls: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ending: set[tuple[str, str, int]] = set()
+        self.meetings = MeetingBook()
+        self.presence_lists_hidden = False  # learnt once presence shows a Broadcast viewer
+
+    def _clock_offset(self) -> float | None:
+        """Daily's wall clock minus ours, as far as Daily's answers have told it."""
+        offset = getattr(self._rooms, "clock_offset", None)
+        return float(offset) if isinstance(offset, (int, float)) else None
 
     @property
     def calls(self) -> Mapping[str, Call]:
@@ -132,14 +142,20 @@ class CallService:
     async def _start(self, room: str, claims: VideoCallClaims, initiator: Initiator) -> Call:
         now = self._clock()
         exp = int(now) + room_lifetime(claims.is_diamond)
-        properties = room_properties(claims.call_type, nbf=int(now), exp=exp)
+        # nbf in Daily's clock when it runs behind ours: the room must open at once
+        nbf = int(now + min(0.0, self._clock_offset() or 0.0))
+        properties = room_properties(claims.call_type, nbf=nbf, exp=exp)
         try:
             try:
                 await self._rooms.create_room(room, properties=properties, deadline=self._start_deadline)
                 reused = False
-            except DailyRoomExists:
-                # left over from an earlier call: refresh it so its old expiry cannot cut this call short
-                await self._rooms.update_room(room, properties=properties, deadline=self._start_deadline)
+            except DailyRoomExists as taken:
+                # Left over from an earlier call: refresh it so its old expiry cannot cut this call
+                # short, reset what an earlier call type set, and make sure it is private.
+                existing = getattr(taken.room, "config", None) or {}
+                await self._rooms.update_room(room, privacy="private", deadline=self._start_deadline,
+                                              properties=reuse_properties(claims.call_type, nbf=nbf,
+                                                                          exp=exp, existing=existing))
                 reused = True
         except DailyError as exc:
             log.warning("call_start_failed", room=room, error=str(exc))
@@ -175,17 +191,40 @@ class CallService:
         if call is None or call.state is CallState.ENDING:
             return {"ended": False, "roomName": room, "reason": "no call in progress"}
         try:
-            present = len(await self._rooms.room_presence(room, deadline=5.0))
+            people = await self._rooms.room_presence(room, deadline=5.0)
         except DailyError as exc:
             log.warning("end_meeting_presence_failed", room=room, error=str(exc))
             return {"ended": False, "roomName": room,
                     "reason": "could not check the room; the call ends when it is empty"}
+        present = len(people)
+        if call.call_type is CallType.BROADCAST and any(
+                getattr(p, "user_id", None) not in (None, call.started_by) for p in people):
+            self.presence_lists_hidden = True  # every non-starter in a Broadcast joins hidden
         if present > 1:
             return {"ended": False, "roomName": room, "participants": present,
                     "reason": "others are still in the call"}
+        if call.call_type is CallType.BROADCAST and await self._viewers_may_remain(call, people):
+            return {"ended": False, "roomName": room, "participants": present,
+                    "reason": "viewers may still be watching; the broadcast ends when its room is empty"}
         # the answer waits for the durable end, not for Daily's 2 req/s room deletes
         await self.end_call(room, "end_meeting", message_id=call.message_id, background_delete=True)
         return {"ended": True, "roomName": room}
+
+    async def _viewers_may_remain(self, call: Call, people: list[Any]) -> bool:
+        """Presence may not list hidden Broadcast viewers (undocumented), so ask the meetings API:
+        a meeting still going on that has held more people than presence shows may have viewers."""
+        if self.presence_lists_hidden:
+            return False  # presence has shown hidden viewers before: what it shows is everyone
+        meeting_id = next((p.meeting_id for p in people if getattr(p, "meeting_id", None)), call.meeting_id)
+        if meeting_id is None:
+            return False  # no meeting known: nobody was ever seen in the room
+        try:
+            meeting = await self._rooms.get_meeting(meeting_id, deadline=5.0)
+        except DailyError as exc:  # 404 too: a meeting under ~10 s old may not be recorded yet
+            log.warning("end_meeting_meeting_check_failed", room=call.room_name, error=str(exc))
+            return True
+        peak = meeting.max_participants
+        return bool(meeting.ongoing) and (peak is None or peak > len(people))
 
     async def end_call(self, room: str, reason: str, *, message_id: int | None = None,
                        background_delete: bool = False) -> bool:
@@ -198,6 +237,7 @@ class CallService:
             call = self._store.calls.get(room)
             if call is None or (message_id is not None and call.message_id != message_id):
                 return False
+            self.meetings.call_ended(call)
             if call.state is not CallState.ENDING:
                 change = self._outbox.plan_end(call)
                 change.put_calls.append(call.evolve(state=CallState.ENDING))
@@ -214,20 +254,31 @@ class CallService:
             await self.remove_room(room, call.message_id)
         return True
 
+    def _still_ending(self, room: str, message_id: int) -> bool:
+        call = self._store.calls.get(room)
+        return call is not None and call.message_id == message_id and call.state is CallState.ENDING
+
     async def remove_room(self, room: str, message_id: int) -> bool:
-        """Delete the Daily room of an ending call, then drop the call; False if Daily failed."""
-        async with self._room_lock(room):
-            call = self._store.calls.get(room)
-            if call is None or call.message_id != message_id or call.state is not CallState.ENDING:
-                return True  # already gone, or a new call owns the room now
-            try:
-                await self._rooms.delete_room(room)
-            except DailyNotFound:
-                pass
-            except DailyError as exc:
-                log.warning("room_delete_failed", room=room, error=str(exc), retry="next poll")
-                return False
-            await self._store.commit(Change(drop_calls=[room]))
+        """Delete the Daily room of an ending call, then drop the call; False if Daily failed.
+
+        The wait for Daily's delete limit (2/s, 50 per 30 s: minutes after a mass end) happens
+        before the room's lock is taken, so a new call in the same room is not held up by it.
+        """
+        if not self._still_ending(room, message_id):
+            return True
+        slots = getattr(self._rooms, "delete_slot", None)
+        async with (slots() if slots is not None else nullcontext(None)) as slot:
+            async with self._room_lock(room):
+                if not self._still_ending(room, message_id):
+                    return True  # already gone, or a new call owns the room now
+                try:
+                    await self._rooms.delete_room(room, slot=slot)
+                except DailyNotFound:
+                    pass
+                except DailyError as exc:
+                    log.warning("room_delete_failed", room=room, error=str(exc), retry="next poll")
+                    return False
+                await self._store.commit(Change(drop_calls=[room]))
         return True
 
     def end_soon(self, room: str, reason: str, message_id: int) -> None:
@@ -239,9 +290,8 @@ class CallService:
         call = self._store.calls.get(room)
         if call is None:
             return False
-        when = payload.get("end_ts", payload.get("start_ts"))
-        if isinstance(when, (int, float)) and not isinstance(when, bool) and when < call.created_at:
-            log.info("meeting_ended_ignored", room=room, reason="event is about an earlier meeting")
+        if not self.meetings.belongs(call, payload, clock_offset=self._clock_offset()):
+            log.info("meeting_ended_ignored", room=room, reason="event is about another meeting")
             return False
         self.end_soon(room, "meeting.ended", call.message_id)
         return True
@@ -272,22 +322,40 @@ class CallService:
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- what Daily tells us -----------------------------------------------------------------
-    async def mark_live(self, room: str) -> None:
+    @staticmethod
+    def _seen(call: Call, meeting_id: str | None, now: float) -> Call | None:
+        """The call updated for being seen in Daily (in `meeting_id`), or None if nothing changes."""
+        meeting_id = meeting_id or call.meeting_id
+        if call.state is not CallState.STARTING and meeting_id == call.meeting_id:
+            return None
+        if call.state is CallState.STARTING:
+            return call.evolve(state=CallState.LIVE, last_seen_at=now, meeting_id=meeting_id)
+        return call.evolve(meeting_id=meeting_id)
+
+    async def mark_live(self, room: str, meeting_id: str | None = None) -> None:
+        """A webhook saw the call in Daily (`meeting.started` names its meeting)."""
+        if meeting_id is not None and self.meetings.is_past(meeting_id):
+            meeting_id = None  # a retried meeting.started of an earlier call's meeting
         call = self._store.calls.get(room)
         self._empty_polls.pop(room, None)
-        if call is None or call.state is not CallState.STARTING:
+        if call is None or call.state is CallState.ENDING or self._seen(call, meeting_id, 0.0) is None:
             return
         async with self._room_lock(room):
             call = self._store.calls.get(room)
-            if call is not None and call.state is CallState.STARTING:
-                await self._store.commit(Change(put_calls=[call.evolve(state=CallState.LIVE,
-                                                                       last_seen_at=self._clock())]))
-                log.info("call_live", room=room, message_id=str(call.message_id))
+            if call is None or call.state is CallState.ENDING:
+                return
+            seen = self._seen(call, meeting_id, self._clock())
+            if seen is not None:
+                await self._store.commit(Change(put_calls=[seen]))
+                if call.state is CallState.STARTING:
+                    log.info("call_live", room=room, message_id=str(call.message_id), meeting_id=meeting_id)
 
-    async def reconcile(self, occupancy: Mapping[str, int]) -> None:
-        """Apply one presence poll: `occupancy` maps room name -> participants present."""
+    async def reconcile(self, occupancy: Mapping[str, int], meetings: Mapping[str, str] | None = None) -> None:
+        """Apply one presence poll: `occupancy` maps room name -> participants present, `meetings`
+        room name -> the meeting id (`mtgSessionId`) presence shows there."""
         now = self._clock()
         went_live: list[Call] = []
+        meetings = meetings or {}
         for room, call in list(self._store.calls.items()):
             if call.state is CallState.ENDING:
                 # the room delete did not get through earlier
@@ -297,13 +365,19 @@ class CallService:
                 self.end_soon(room, "expired", call.message_id)
             elif occupancy.get(room, 0) > 0:
                 self._empty_polls.pop(room, None)
-                # a room whose lock is held has a change in flight: it goes live next poll
-                if call.state is CallState.STARTING and room not in self._locks:
-                    went_live.append(call.evolve(state=CallState.LIVE, last_seen_at=now))
+                # a room whose lock is held has a change in flight: it is updated next poll
+                seen = self._seen(call, meetings.get(room), now)
+                if seen is not None and room not in self._locks:
+                    went_live.append(seen)
             elif call.state is CallState.LIVE:
                 empty = self._empty_polls.get(room, 0) + 1
                 self._empty_polls[room] = empty
-                if empty >= EMPTY_POLLS_TO_END:
+                if empty < EMPTY_POLLS_TO_END:
+                    pass
+                elif call.call_type is CallType.BROADCAST and call.meeting_id is not None:
+                    key = ("confirm", room, call.message_id)
+                    self._spawn(key, self._end_broadcast_if_over(room, call.message_id, call.meeting_id))
+                else:
                     self.end_soon(room, "empty", call.message_id)
             elif now - call.created_at > self._start_grace:
                 self.end_soon(room, "never_joined", call.message_id)
@@ -311,11 +385,27 @@ class CallService:
             # No await between the lock check above and this submission, so no change for these
             # rooms is pending ahead of it; one write for the whole poll.
             await self._store.commit(Change(put_calls=went_live))
-            if len(went_live) <= 20:
-                for call in went_live:
+            live = [c for c in went_live if c.last_seen_at == now]  # not those only given a meeting id
+            if len(live) <= 20:
+                for call in live:
                     log.info("call_live", room=call.room_name, message_id=str(call.message_id))
             else:
-                log.info("calls_live", count=len(went_live))
+                log.info("calls_live", count=len(live))
+
+    async def _end_broadcast_if_over(self, room: str, message_id: int, meeting_id: str) -> None:
+        """Presence shows a Broadcast room empty, but may not list hidden viewers: end it only if
+        Daily's meetings API says its meeting is over (a presenter may be back in a minute)."""
+        try:
+            meeting = await self._rooms.get_meeting(meeting_id, deadline=10.0)
+        except DailyNotFound:
+            meeting = None  # Daily knows of no such meeting going on
+        except DailyError as exc:
+            log.warning("broadcast_check_failed", room=room, error=str(exc), retry="next poll")
+            return
+        if meeting is not None and meeting.ongoing:
+            log.info("broadcast_kept", room=room, message_id=str(message_id), reason="meeting still ongoing")
+            return
+        await self.end_call(room, "empty", message_id=message_id)
 
     def resume(self) -> None:
         """After a restart: finish the room deletes that were interrupted."""

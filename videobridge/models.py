@@ -45,6 +45,7 @@ class Call:
     created_at: float  # unix seconds
     room_exp: int  # unix seconds; also the exp of every meeting token for this call
     last_seen_at: float | None = None
+    meeting_id: str | None = None  # Daily's meeting session in the room (meeting.started, mtgSessionId)
 
     @property
     def max_duration_ms(self) -> int:
@@ -66,6 +67,7 @@ class Call:
             "createdAt": self.created_at,
             "roomExp": self.room_exp,
             "lastSeenAt": self.last_seen_at,
+            "dailyMeetingId": self.meeting_id,
         }
 
     @classmethod
@@ -82,6 +84,7 @@ class Call:
             created_at=float(data["createdAt"]),
             room_exp=int(data["roomExp"]),
             last_seen_at=data.get("lastSeenAt"),
+            meeting_id=data.get("dailyMeetingId"),  # absent in state files from before it was kept
         )
 
 

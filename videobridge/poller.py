@@ -61,7 +61,10 @@ class PresencePoller:
             log.warning("presence_poll_failed", error=str(exc), failures=self.failures)
             return False
         occupancy = {room: len(people) for room, people in presence.items()}
-        await self._calls.reconcile(occupancy)
+        meetings = {room: meeting for room, people in presence.items()
+                    if (meeting := next((getattr(p, "meeting_id", None) for p in people
+                                         if getattr(p, "meeting_id", None)), None))}
+        await self._calls.reconcile(occupancy, meetings)
         self.failures = 0
         self.last_success = self._monotonic()
         self._count("ok")

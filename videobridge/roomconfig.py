@@ -1,7 +1,13 @@
-"""The Daily room a call gets: the original bridge's properties, expiry from the call type."""
+"""The Daily room a call gets: the original bridge's properties, expiry from the call type.
+
+A room left over in Daily is reused by `POST /rooms/:name`, which changes only what it is sent:
+`reuse_properties` also sends `null` (Daily's "back to the default") for every property some
+other call type sets, so a Broadcast room reused for a Default call loses its Broadcast settings.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from videobridge.models import CallType
@@ -9,6 +15,7 @@ from videobridge.models import CallType
 HOUR = 3600
 MAX_PARTICIPANTS = 20
 MAX_BROADCAST_PARTICIPANTS = 200
+NBF_SLACK = 60  # seconds: a bridge clock running ahead of Daily's must not lock people out
 
 
 def room_lifetime(is_diamond: bool) -> int:
@@ -17,8 +24,9 @@ def room_lifetime(is_diamond: bool) -> int:
 
 
 def room_properties(call_type: CallType, *, nbf: int, exp: int) -> dict[str, Any]:
+    """`nbf` is the call's start; the room opens NBF_SLACK seconds before it."""
     properties: dict[str, Any] = {
-        "nbf": nbf,
+        "nbf": nbf - NBF_SLACK,
         "exp": exp,
         "eject_at_room_exp": True,
         "max_participants": MAX_PARTICIPANTS,
@@ -44,3 +52,16 @@ def room_properties(call_type: CallType, *, nbf: int, exp: int) -> dict[str, Any
             experimental_optimize_large_calls=True,
         )
     return properties
+
+
+def _every_key() -> frozenset[str]:
+    return frozenset().union(*(room_properties(t, nbf=0, exp=0) for t in CallType))
+
+
+def reuse_properties(call_type: CallType, *, nbf: int, exp: int,
+                     existing: Iterable[str] = ()) -> dict[str, Any]:
+    """`room_properties` plus `null` for every property another call type sets, or the leftover
+    room has (`existing`: its config keys), that this call type does not set."""
+    properties = room_properties(call_type, nbf=nbf, exp=exp)
+    stale = (_every_key() | set(existing)) - properties.keys()
+    return {**{key: None for key in sorted(stale)}, **properties}

@@ -19,7 +19,10 @@ from enum import StrEnum
 from typing import Any
 
 MAX_BODY = 64 * 1024
+# Daily retries a failed delivery for up to ~15 min and does not say whether a retry is signed
+# anew; accept signed events up to 20 min old (ids are de-duplicated), at most 5 min ahead.
 WINDOW_SECONDS = 300
+PAST_WINDOW_SECONDS = 1200
 HANDLED = frozenset({"meeting.started", "meeting.ended", "participant.joined", "participant.left"})
 PROBE = {"test": "test"}
 
@@ -78,9 +81,11 @@ def is_probe(body: bytes) -> bool:
 
 class WebhookVerifier:
     def __init__(self, secret: bytes | None, *, window: float = WINDOW_SECONDS,
+                 past_window: float = PAST_WINDOW_SECONDS,
                  clock: Callable[[], float] = time.time, remember: int = 10_000) -> None:
         self._secret = secret
         self._window = window
+        self._past_window = past_window
         self._clock = clock
         self._remember = remember
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -98,7 +103,8 @@ class WebhookVerifier:
         expected = sign(self._secret, timestamp or "", body)
         if ts is None or not signature or not hmac.compare_digest(expected.encode(), signature.encode()):
             return Verdict.BAD_SIGNATURE, None
-        if abs(self._clock() - ts) > self._window:
+        age = self._clock() - ts
+        if age > self._past_window or -age > self._window:
             return Verdict.STALE, None
         try:
             data = json.loads(body)

@@ -11,7 +11,7 @@ from videobridge.daily.errors import (
     DailyRoomExists,
     DailyUnavailable,
 )
-from videobridge.daily.models import DomainInfo, Participant, Room, Webhook
+from videobridge.daily.models import DomainInfo, Meeting, Participant, Room, Webhook
 from videobridge.daily.retry import DailyObserver, RetryPolicy
 from videobridge.daily.tokens import TokenGrant, TokenMinter, rest_token_properties, self_signed_token
 
@@ -26,6 +26,7 @@ __all__ = [
     "DailyRoomExists",
     "DailyUnavailable",
     "DomainInfo",
+    "Meeting",
     "Participant",
     "RetryPolicy",
     "Room",

@@ -1,20 +1,25 @@
 """Async client for the Daily REST API (rooms, meeting tokens, presence, webhooks).
 
 Only 429, 5xx, transport errors and timeouts are retried, within a per-call deadline. Client-side
-limits follow Daily's published tiers: 20 req/s overall, 2 req/s for DELETE /rooms/:name.
+limits follow Daily's published tiers (limits.py): 20 req/s and 100 per 5 s overall; 2 req/s and
+50 per 30 s for DELETE /rooms/:name.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
-from videobridge.daily.errors import DailyNotFound, DailyUnavailable
-from videobridge.daily.models import DomainInfo, Participant, Room, Webhook
+from videobridge.daily.errors import DailyNotFound, DailyRejected, DailyRoomExists, DailyUnavailable
+from videobridge.daily.limits import DAILY_DELETE_LIMITS, DAILY_LIMITS, Ticket, Window, per_second
+from videobridge.daily.models import DomainInfo, Meeting, Participant, Room, Webhook
 from videobridge.daily.retry import DailyObserver, RetryPolicy
 from videobridge.daily.transport import DailyTransport
 
@@ -41,21 +46,29 @@ class DailyClient:
         session: aiohttp.ClientSession | None = None,
         request_timeout: float = 10.0,
         deadline: float = 20.0,
-        rate_per_second: float = 20.0,
-        delete_rate_per_second: float = 2.0,
+        rate_per_second: float | None = None,
+        delete_rate_per_second: float | None = None,
+        limits: Sequence[Window] = DAILY_LIMITS,
+        delete_limits: Sequence[Window] = DAILY_DELETE_LIMITS,
         observer: DailyObserver | None = None,
         retry_policy: RetryPolicy | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
+        """`rate_per_second`/`delete_rate_per_second` replace the windows with one simple rate
+        (tests); `monotonic`/`sleep` let a test run the limits on a faster clock."""
         self._transport = DailyTransport(
             api_key=api_key,
             base_url=base_url,
             session=session,
             request_timeout=request_timeout,
             deadline=deadline,
-            rate_per_second=rate_per_second,
-            delete_rate_per_second=delete_rate_per_second,
+            limits=limits if rate_per_second is None else per_second(rate_per_second),
+            delete_limits=delete_limits if delete_rate_per_second is None else per_second(delete_rate_per_second),
             observer=observer,
             retry_policy=retry_policy,
+            monotonic=monotonic,
+            sleep=sleep,
         )
         self._call = self._transport.call
 
@@ -64,6 +77,11 @@ class DailyClient:
 
     async def close(self) -> None:
         await self._transport.close()
+
+    @property
+    def clock_offset(self) -> float | None:
+        """Daily's wall clock minus ours (seconds), from the Date header of the last answer."""
+        return self._transport.clock_offset
 
     async def __aenter__(self) -> DailyClient:
         return self
@@ -86,8 +104,24 @@ class DailyClient:
         properties: Mapping[str, Any],
         deadline: float | None = None,
     ) -> Room:
+        """DailyRoomExists (carrying the room) when the name is taken.
+
+        Daily does not document that answer and says `info` texts may change, so any 400 is
+        checked with GET /rooms/:name: the room exists -> DailyRoomExists, else the 400 stands.
+        """
         body = {"name": name, "privacy": privacy, "properties": dict(properties)}
-        return Room.from_json(await self._call("POST", "POST /rooms", "/rooms", body=body, deadline=deadline))
+        try:
+            data = await self._call("POST", "POST /rooms", "/rooms", body=body, deadline=deadline)
+        except DailyRejected as exc:
+            if exc.status != 400:
+                raise
+            try:
+                existing = await self.get_room(name, deadline=deadline)
+            except DailyNotFound:
+                raise exc from None
+            raise DailyRoomExists(endpoint=exc.endpoint, status=exc.status, error=exc.error, info=exc.info,
+                                  attempts=exc.attempts, room=existing) from None
+        return Room.from_json(data)
 
     async def get_room(self, name: str, *, deadline: float | None = None) -> Room:
         return Room.from_json(await self._call("GET", "GET /rooms/:name", _room_path(name), deadline=deadline))
@@ -106,13 +140,25 @@ class DailyClient:
         data = await self._call("POST", "POST /rooms/:name", _room_path(name), body=body, deadline=deadline)
         return Room.from_json(data)
 
-    async def delete_room(self, name: str, *, deadline: float | None = None) -> bool:
-        """True if deleted now, False if Daily no longer had it (deletes are idempotent for us)."""
+    async def delete_room(self, name: str, *, deadline: float | None = None, slot: Ticket | None = None) -> bool:
+        """True if deleted now, False if Daily no longer had it (deletes are idempotent for us).
+
+        `slot`: from `delete_slot()`, so the wait for Daily's delete limit can happen first."""
         try:
-            await self._call("DELETE", "DELETE /rooms/:name", _room_path(name), deadline=deadline, slow=True)
+            await self._call("DELETE", "DELETE /rooms/:name", _room_path(name), deadline=deadline, slow=True,
+                             reserved=slot if slot is not None and not slot.done else None)
         except DailyNotFound:
             return False
         return True
+
+    @asynccontextmanager
+    async def delete_slot(self) -> AsyncIterator[Ticket]:
+        """Wait for room-delete capacity (no deadline); an unspent slot is handed back on exit."""
+        ticket = await self._transport.reserve_slow()
+        try:
+            yield ticket
+        finally:
+            ticket.limiter.release(ticket, sent=False)  # no-op once a request spent it
 
     async def list_rooms(self, *, page_size: int = 100, deadline: float | None = None) -> AsyncIterator[Room]:
         """All live rooms, newest first; `deadline` applies to each page."""
@@ -133,6 +179,11 @@ class DailyClient:
         if not isinstance(token, str) or not token:
             raise DailyUnavailable(endpoint="POST /meeting-tokens", status=200, info="answer has no token")
         return token
+
+    async def get_meeting(self, meeting_id: str, *, deadline: float | None = None) -> Meeting:
+        """GET /meetings/:meeting (id, room, start_time, duration, ongoing, max_participants)."""
+        path = "/meetings/" + quote(meeting_id, safe="")
+        return Meeting.from_json(await self._call("GET", "GET /meetings/:meeting", path, deadline=deadline))
 
     async def room_presence(self, name: str, *, deadline: float | None = None) -> list[Participant]:
         path = _room_path(name) + "/presence"

@@ -61,9 +61,14 @@ class DailyNotFound(DailyError):
 
 
 class DailyRoomExists(DailyError):
-    """HTTP 400 whose info says the room name is already taken."""
+    """POST /rooms answered 400 and GET /rooms/:name shows the name is taken; `room` is that room."""
 
     outcome = "exists"
+
+    def __init__(self, *, endpoint: str, status: int | None = None, error: str | None = None,
+                 info: str | None = None, attempts: int = 1, room: object = None) -> None:
+        super().__init__(endpoint=endpoint, status=status, error=error, info=info, attempts=attempts)
+        self.room = room
 
 
 class DailyRejected(DailyError):

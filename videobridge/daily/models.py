@@ -88,6 +88,7 @@ class Participant:
     user_name: str | None
     join_time: str | None  # ISO-8601
     duration: float  # seconds in the call so far
+    meeting_id: str | None = None  # `mtgSessionId`: the meeting session the participant is in
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, room: str | None = None) -> Participant:
@@ -99,6 +100,7 @@ class Participant:
             user_name=_opt_str(_pick(data, "userName", "user_name")),
             join_time=_moment(_pick(data, "joinTime", "join_time", "joined_at")),
             duration=float(duration) if isinstance(duration, (int, float)) else 0.0,
+            meeting_id=_opt_str(_pick(data, "mtgSessionId")),
         )
 
 
@@ -132,4 +134,27 @@ class Webhook:
             retry_type=str(_pick(data, "retryType", "retry_type") or "circuit-breaker"),
             hmac=_opt_str(_pick(data, "hmac")),
             last_moment_pushed=_moment(_pick(data, "lastMomentPushed", "last_moment_pushed")),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Meeting:
+    """A meeting session (GET /meetings/:meeting): one stretch of people in a room together."""
+
+    id: str
+    room: str
+    start_time: int | None  # unix seconds, Daily's clock (~15 s granularity)
+    duration: int | None
+    ongoing: bool  # anyone in the room now
+    max_participants: int | None  # the most present at one time
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Meeting:
+        return cls(
+            id=str(data.get("id", "")),
+            room=str(data.get("room", "")),
+            start_time=_opt_int(data.get("start_time")),
+            duration=_opt_int(data.get("duration")),
+            ongoing=data.get("ongoing") is True,
+            max_participants=_opt_int(data.get("max_participants")),
         )

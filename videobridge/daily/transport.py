@@ -7,12 +7,12 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 import structlog
-from aiolimiter import AsyncLimiter
 from yarl import URL
 
 from videobridge.daily.errors import (
@@ -20,9 +20,9 @@ from videobridge.daily.errors import (
     DailyNotFound,
     DailyRateLimited,
     DailyRejected,
-    DailyRoomExists,
     DailyUnavailable,
 )
+from videobridge.daily.limits import Ticket, Window, WindowLimiter
 from videobridge.daily.retry import DailyObserver, RetryPolicy, TransientFailure, parse_retry_after
 
 _INFO_LIMIT = 300  # keep error text (e.g. proxy pages) short in messages
@@ -31,12 +31,39 @@ _READ_LIMIT = 8192
 _log = structlog.get_logger("videobridge.daily")
 
 
-def _limiter(rate: float) -> AsyncLimiter:
-    # aiolimiter refuses to grant a unit when max_rate < 1, so express slow rates as 1 per period.
-    if rate <= 0:
-        raise ValueError("rate limits must be positive")
-    burst = max(1.0, rate)
-    return AsyncLimiter(burst, burst / rate)
+def _date_offset(value: str | None, *, sent: float, answered: float) -> tuple[float, float] | None:
+    """Bounds on Daily's clock minus ours from an answer's Date header (whole seconds, so Daily's
+    time was in [Date, Date + 1) somewhere between our send and the answer)."""
+    if not value:
+        return None
+    try:
+        daily = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return daily - answered, daily + 1.0 - sent
+
+
+class ClockOffset:
+    """Daily's wall clock minus ours, narrowed answer by answer; 0 while the clocks agree within
+    what the headers can tell."""
+
+    def __init__(self) -> None:
+        self._low: float | None = None
+        self._high: float | None = None
+
+    def add(self, low: float, high: float) -> None:
+        if self._low is None or self._high is None or low > self._high or high < self._low:
+            self._low, self._high = low, high  # first answer, or a clock was stepped: start over
+        else:
+            self._low, self._high = max(self._low, low), min(self._high, high)
+
+    @property
+    def value(self) -> float | None:
+        if self._low is None or self._high is None:
+            return None
+        if self._low <= 0.0 <= self._high:
+            return 0.0
+        return self._low if self._low > 0 else self._high
 
 
 class DailyTransport:
@@ -48,10 +75,12 @@ class DailyTransport:
         session: aiohttp.ClientSession | None,
         request_timeout: float,
         deadline: float,
-        rate_per_second: float,
-        delete_rate_per_second: float,
+        limits: Sequence[Window],
+        delete_limits: Sequence[Window],
         observer: DailyObserver | None,
         retry_policy: RetryPolicy | None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         if not api_key:
             raise ValueError("api_key is required")
@@ -62,8 +91,9 @@ class DailyTransport:
         self._owns_session = session is None
         self._request_timeout = request_timeout
         self._deadline = deadline
-        self._limiter = _limiter(rate_per_second)
-        self._slow_limiter = _limiter(delete_rate_per_second)
+        self._limiter = WindowLimiter(limits, clock=monotonic, sleep=sleep)
+        self._slow_limiter = WindowLimiter(delete_limits, clock=monotonic, sleep=sleep)
+        self._offset = ClockOffset()
         self._observer = observer
         self._policy = retry_policy or RetryPolicy()
         self._rng = random.Random()
@@ -94,8 +124,12 @@ class DailyTransport:
         deadline: float | None = None,
         slow: bool = False,
         shape: type | tuple[type, ...] = dict,
+        reserved: Ticket | None = None,
     ) -> Any:
-        """One API call with retries; parsed JSON of a 2xx answer, else a DailyError."""
+        """One API call with retries; parsed JSON of a 2xx answer, else a DailyError.
+
+        `reserved`: a slow-limiter slot the caller already waited for (used by the first attempt).
+        """
         loop = asyncio.get_running_loop()
         started = loop.time()
         stop_at = started + (self._deadline if deadline is None else deadline)
@@ -104,8 +138,10 @@ class DailyTransport:
         while True:
             attempt += 1
             try:
-                result = await self._attempt(method, endpoint, url, body, params, stop_at, slow)
+                result = await self._attempt(method, endpoint, url, body, params, stop_at, slow, reserved)
+                reserved = None
             except TransientFailure as failure:
+                reserved = None
                 delay = failure.retry_after
                 if delay is None:
                     delay = self._policy.backoff(attempt - 1, self._rng)
@@ -117,6 +153,7 @@ class DailyTransport:
                 await asyncio.sleep(delay)
                 continue
             except DailyError as error:
+                reserved = None
                 error.attempts = attempt
                 self._done(endpoint, error.outcome, loop.time() - started)
                 raise
@@ -136,17 +173,23 @@ class DailyTransport:
         params: Mapping[str, str] | None,
         stop_at: float,
         slow: bool,
+        reserved: Ticket | None,
     ) -> Any:
         loop = asyncio.get_running_loop()
+        tickets: list[Ticket] = [] if reserved is None else [reserved]
         try:
-            async with asyncio.timeout_at(stop_at):
-                if slow:
-                    await self._slow_limiter.acquire()
-                await self._limiter.acquire()
-        except TimeoutError:
-            raise DailyRateLimited(endpoint=endpoint, info="client-side rate limit outlasted the deadline") from None
-        per_attempt = min(self._request_timeout, stop_at - loop.time())
-        try:
+            try:
+                async with asyncio.timeout_at(stop_at):
+                    if slow and reserved is None:
+                        tickets.append(await self._slow_limiter.acquire())
+                    tickets.append(await self._limiter.acquire())
+            except TimeoutError:
+                for ticket in tickets:
+                    ticket.limiter.release(ticket, sent=False)
+                raise DailyRateLimited(endpoint=endpoint,
+                                       info="client-side rate limit outlasted the deadline") from None
+            per_attempt = min(self._request_timeout, stop_at - loop.time())
+            sent = time.time()
             async with asyncio.timeout(per_attempt):
                 async with self._http().request(
                     method, url, json=body, params=params, headers=self._headers, allow_redirects=False
@@ -154,10 +197,16 @@ class DailyTransport:
                     status = resp.status
                     raw = await resp.read()
                     retry_after = resp.headers.get("Retry-After")
+                    offset = _date_offset(resp.headers.get("Date"), sent=sent, answered=time.time())
         except TimeoutError:
             raise TransientFailure("timeout", info=f"no answer within {per_attempt:.1f}s") from None
         except aiohttp.ClientError as exc:
             raise TransientFailure("transport", info=f"connection failed ({type(exc).__name__})") from None
+        finally:
+            for ticket in tickets:  # a slot is held until a full window after the answer
+                ticket.limiter.release(ticket)
+        if offset is not None:
+            self._offset.add(*offset)
         if 200 <= status < 300:
             try:
                 return json.loads(raw) if raw.strip() else {}
@@ -170,11 +219,17 @@ class DailyTransport:
             raise TransientFailure(reason, status=status, error=error, info=info, retry_after=wait)
         if status == 404:
             raise DailyNotFound(endpoint=endpoint, status=status, error=error, info=info)
-        if status == 400 and info and "already exists" in info:
-            raise DailyRoomExists(endpoint=endpoint, status=status, error=error, info=info)
         if 400 <= status < 500:
             raise DailyRejected(endpoint=endpoint, status=status, error=error, info=info)
         raise DailyUnavailable(endpoint=endpoint, status=status, error=error, info="unexpected HTTP status")
+
+    @property
+    def clock_offset(self) -> float | None:
+        return self._offset.value
+
+    async def reserve_slow(self) -> Ticket:
+        """Wait for a slow-limiter slot now, to spend it later with `call(..., reserved=)`."""
+        return await self._slow_limiter.acquire()
 
     def _error_fields(self, raw: bytes) -> tuple[str | None, str | None]:
         text = raw[:_READ_LIMIT].decode("utf-8", "replace")

@@ -16,9 +16,9 @@ from videobridge.emulator.state import (
     EmulatorError,
     RoomRecord,
     WebhookRecord,
-    is_int,
     random_room_name,
 )
+from videobridge.emulator.schema import property_problem
 from videobridge.emulator.tokens import validate_rest_properties
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 EVENT_TYPES = ("meeting.started", "meeting.ended", "participant.joined", "participant.left")
 _RETRY_TYPES = ("circuit-breaker", "exponential")
-_INT_PROPERTIES = ("exp", "nbf", "max_participants", "eject_after_elapsed")
+_ROOM_FIELDS = frozenset({"name", "privacy", "properties"})
 
 
 class ApiError(Exception):
@@ -61,11 +61,17 @@ def _check_properties(props: Any) -> dict[str, Any]:
         return {}
     if not isinstance(props, dict):
         raise _invalid("properties must be an object")
-    for key in _INT_PROPERTIES:
-        value = props.get(key)
-        if value is not None and not is_int(value):
-            raise _invalid(f"{key} must be an integer")
+    for key, value in props.items():
+        problem = property_problem(key, value)
+        if problem:
+            raise _invalid(problem)
     return props
+
+
+def _check_fields(body: dict[str, Any]) -> None:
+    unknown = sorted(set(body) - _ROOM_FIELDS)
+    if unknown:
+        raise _invalid(f"unknown field {unknown[0]}; a room takes name, privacy and properties")
 
 
 def _check_privacy(privacy: Any) -> str:
@@ -88,6 +94,7 @@ class DailyApi:
         r.add_delete("/rooms/{name}", self.delete_room)
         r.add_get("/rooms/{name}/presence", self.room_presence, allow_head=False)
         r.add_get("/presence", self.presence, allow_head=False)
+        r.add_get("/meetings/{meeting}", self.get_meeting, allow_head=False)
         r.add_post("/meeting-tokens", self.create_token)
         r.add_get("/meeting-tokens/{token}", self.get_token, allow_head=False)
         r.add_get("/webhooks", self.list_webhooks, allow_head=False)
@@ -110,6 +117,7 @@ class DailyApi:
 
     async def create_room(self, request: web.Request) -> web.Response:
         body = await _body(request)
+        _check_fields(body)
         name = body.get("name")
         if name is None:
             name = random_room_name()
@@ -119,7 +127,9 @@ class DailyApi:
         props = _check_properties(body.get("properties"))
         store = self._emu.store
         if store.live(name) is not None:
-            raise _invalid(f"a room named {name} already exists")
+            # Daily documents no wording for this (and says `info` may change): say it differently
+            # from the "already exists" clients like to match, so only a lookup can tell.
+            raise _invalid(f"the name {name} is in use by another room")
         room = store.create(name, privacy, props)
         return web.json_response(room.to_json(self._emu.domain_name))
 
@@ -149,6 +159,7 @@ class DailyApi:
     async def update_room(self, request: web.Request) -> web.Response:
         room = self._live_room(request.match_info["name"])
         body = await _body(request)
+        _check_fields(body)
         if "privacy" in body:
             room.privacy = _check_privacy(body["privacy"])
         for key, value in _check_properties(body.get("properties")).items():
@@ -193,6 +204,12 @@ class DailyApi:
             if people:
                 out[room] = people
         return web.json_response(out)
+
+    async def get_meeting(self, request: web.Request) -> web.Response:
+        meeting = self._emu.meetings.meeting_json(request.match_info["meeting"])
+        if meeting is None:
+            raise _not_found(f"meeting {request.match_info['meeting']} was not found")
+        return web.json_response(meeting)
 
     # -- meeting tokens --------------------------------------------------------------------------
 

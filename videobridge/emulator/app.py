@@ -13,12 +13,14 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 from typing import Any
 
 from aiohttp import web
 
 from videobridge.emulator.api import ApiError, DailyApi
 from videobridge.emulator.control import PREFIX, add_control_routes
+from videobridge.emulator.limits import RateLimits
 from videobridge.emulator.meetings import Meetings
 from videobridge.emulator.state import EmulatedParticipant, EmulatorError, Fault, RoomStore, json_error
 from videobridge.emulator.tokens import TokenBook
@@ -44,6 +46,9 @@ class DailyEmulator:
         webhook_backoff: float = 0.05,
         webhook_timeout: float = 5.0,
         probe_timeout: float = 3.0,
+        webhook_retry_timestamp: str = "fresh",  # or "original": undocumented in Daily
+        rate_limits: bool = True,  # Daily's documented REST limits, 429 beyond them
+        monotonic: Callable[[], float] = time.monotonic,  # the rate limits' clock
     ) -> None:
         self._api_key = api_key
         self.domain_name = domain_name
@@ -57,7 +62,9 @@ class DailyEmulator:
         self.dispatcher = WebhookDispatcher(
             clock=clock, attempts=webhook_attempts, backoff=webhook_backoff,
             timeout=webhook_timeout, probe_timeout=probe_timeout,
+            retry_timestamp=webhook_retry_timestamp,
         )  # fmt: skip
+        self.limits: RateLimits | None = RateLimits(clock=monotonic) if rate_limits else None
         self.meetings = Meetings(clock=clock, ended_delay=meeting_ended_delay, publish=self.dispatcher.publish)
         self.base_url: str | None = None
         self._faults: list[Fault] = []
@@ -140,6 +147,11 @@ class DailyEmulator:
         return people if self.hidden_in_presence else [p for p in people if not p.hidden]
 
     @property
+    def rate_limited(self) -> int:
+        """How many requests the emulator answered 429 for breaking Daily's rate limits."""
+        return 0 if self.limits is None else sum(self.limits.limited.values())
+
+    @property
     def webhooks(self) -> list[dict[str, Any]]:
         return [h.to_json(self.domain_id) for h in self.dispatcher.hooks.values()]
 
@@ -154,6 +166,7 @@ class DailyEmulator:
             "base_url": self.base_url,
             "domain_name": self.domain_name,
             "requests": dict(self.requests),
+            "rate_limited": self.rate_limited,
             "rooms": sorted(self.rooms),
             "participants": {
                 room: [{"session_id": p.session_id, "user_id": p.user_id, "user_name": p.user_name,
@@ -264,6 +277,12 @@ class DailyEmulator:
     async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         if request.path.startswith(PREFIX):
             return await handler(request)
+        response = await self._api(request, handler)
+        # Daily's clock, not the host's: the bridge reads its offset from this header
+        response.headers["Date"] = formatdate(self.clock(), usegmt=True)
+        return response
+
+    async def _api(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
         if resource is None:  # unknown path or method: answer like an API, count nothing
             return json_error(404, "not-found", f"no route {request.method} {request.path}")
@@ -274,6 +293,8 @@ class DailyEmulator:
         problem = self._auth_problem(request.headers.get("Authorization"))
         if problem is not None:
             return problem
+        if self.limits is not None and not self.limits.admit(endpoint):
+            return json_error(429, "rate-limit-error", "too many requests")
         fault = self._take_fault(endpoint)
         if fault is not None and fault.status is not None:
             headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}

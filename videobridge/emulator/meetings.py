@@ -14,7 +14,13 @@ from videobridge.emulator.state import EmulatedParticipant, EmulatorError, iso
 @dataclass(slots=True)
 class _Meeting:
     id: str
+    room: str
     start_ts: float
+    max_participants: int = 0  # hidden participants count (the bridge's stated assumption)
+    end_ts: float | None = None
+
+
+_HISTORY = 10_000  # ended meetings kept for GET /meetings/:meeting
 
 
 class Meetings:
@@ -29,7 +35,8 @@ class Meetings:
         self.ended_delay = ended_delay
         self._publish = publish
         self._people: dict[str, dict[str, EmulatedParticipant]] = {}
-        self._meetings: dict[str, _Meeting] = {}
+        self._meetings: dict[str, _Meeting] = {}  # room -> its current meeting
+        self._by_id: dict[str, _Meeting] = {}  # current and past meetings
         self._ending: dict[str, asyncio.Task[None]] = {}  # room -> delayed meeting.ended
         self._event_ids: set[str] = set()
 
@@ -56,6 +63,17 @@ class Meetings:
             "duration": int(max(0.0, self._clock() - p.joined_at)),
         }
 
+    def meeting_json(self, meeting_id: str) -> dict[str, Any] | None:
+        """GET /meetings/:meeting. `ongoing`: anyone (hidden or not) in the room in this meeting."""
+        meeting = self._by_id.get(meeting_id)
+        if meeting is None:
+            return None
+        ongoing = meeting.end_ts is None and self.count(meeting.room) > 0
+        until = self._clock() if meeting.end_ts is None else meeting.end_ts
+        return {"id": meeting.id, "room": meeting.room, "start_time": int(meeting.start_ts),
+                "duration": int(max(0.0, until - meeting.start_ts)), "ongoing": ongoing,
+                "max_participants": meeting.max_participants}
+
     # -- changes ---------------------------------------------------------------------------------
 
     def add(self, p: EmulatedParticipant) -> None:
@@ -66,11 +84,17 @@ class Meetings:
         if pending is not None:  # a rejoin inside Daily's grace period continues the meeting
             pending.cancel()
         if p.room not in self._meetings:
-            meeting = self._meetings[p.room] = _Meeting(id=str(uuid.uuid4()), start_ts=p.joined_at)
+            meeting = _Meeting(id=str(uuid.uuid4()), room=p.room, start_ts=p.joined_at)
+            self._meetings[p.room] = meeting
+            self._by_id[meeting.id] = meeting
+            while len(self._by_id) > _HISTORY:
+                self._by_id.pop(next(iter(self._by_id)))
             self._emit("meeting.started", f"met-sta-{meeting.id}-{int(meeting.start_ts)}", {
                 "start_ts": meeting.start_ts, "meeting_id": meeting.id, "room": p.room,
             })  # fmt: skip
         people[p.session_id] = p
+        current = self._meetings[p.room]
+        current.max_participants = max(current.max_participants, len(people))
         if not p.hidden:  # hidden participants produce no participant events
             payload = self._participant_payload(p)
             self._emit("participant.joined", f"ptcpt-join-{p.user_id or p.session_id}-{int(p.joined_at * 1000)}", payload)
@@ -127,7 +151,7 @@ class Meetings:
         meeting = self._meetings.pop(room, None)
         if meeting is None:
             return
-        end_ts = self._clock()
+        end_ts = meeting.end_ts = self._clock()
         self._emit("meeting.ended", f"met-end-{meeting.id}-{int(end_ts)}", {
             "start_ts": meeting.start_ts, "end_ts": end_ts, "meeting_id": meeting.id, "room": room,
         })  # fmt: skip

@@ -43,7 +43,11 @@ class WebhookDispatcher:
         timeout: float = 5.0,  # per delivery
         probe_timeout: float = 3.0,  # Daily wants the verification 200 "within a few seconds"
         failure_threshold: int = 3,  # circuit breaker
+        retry_timestamp: str = "fresh",  # "original": a retry is signed with the first attempt's time
     ) -> None:
+        if retry_timestamp not in ("fresh", "original"):
+            raise ValueError("retry_timestamp must be 'fresh' or 'original'")
+        self._retry_timestamp = retry_timestamp
         self._clock = clock
         self._attempts = attempts
         self._backoff = backoff
@@ -115,10 +119,12 @@ class WebhookDispatcher:
 
     async def _deliver(self, hook: WebhookRecord, body: bytes) -> None:
         attempts = self._attempts if hook.retry_type == "exponential" else 1
+        first = str(int(self._clock()))
         for attempt in range(attempts):
             if hook.state != "ACTIVE":
                 return
-            if await self._post(hook.url, hook.hmac, hook.basic_auth, body, self._timeout):
+            stamp = first if self._retry_timestamp == "original" else None
+            if await self._post(hook.url, hook.hmac, hook.basic_auth, body, self._timeout, stamp):
                 hook.failed_count = 0
                 hook.last_moment_pushed = self._clock()
                 self.delivered += 1
@@ -130,10 +136,11 @@ class WebhookDispatcher:
             if attempt + 1 < attempts:
                 await asyncio.sleep(self._backoff * (2**attempt))
 
-    async def _post(self, url: str, secret_b64: str, basic_auth: str | None, body: bytes, timeout: float) -> bool:
+    async def _post(self, url: str, secret_b64: str, basic_auth: str | None, body: bytes, timeout: float,
+                    timestamp: str | None = None) -> bool:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
-        timestamp = str(int(self._clock()))
+        timestamp = timestamp or str(int(self._clock()))
         headers = {
             "Content-Type": "application/json",
             "X-Webhook-Timestamp": timestamp,

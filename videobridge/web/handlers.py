@@ -93,7 +93,9 @@ def _dispatch(app: web.Application, bridge: Bridge, event: WebhookEvent) -> None
     if event.type == "meeting.ended":
         bridge.calls.on_meeting_ended(event.room, event.payload)
     elif event.type in ("meeting.started", "participant.joined"):
-        task = asyncio.create_task(bridge.calls.mark_live(event.room))
+        meeting_id = event.payload.get("meeting_id") if event.type == "meeting.started" else None
+        task = asyncio.create_task(bridge.calls.mark_live(
+            event.room, meeting_id if isinstance(meeting_id, str) and meeting_id else None))
         tasks: set[asyncio.Task[Any]] = app[BACKGROUND]
         tasks.add(task)
         task.add_done_callback(tasks.discard)
