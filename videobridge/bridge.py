@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -20,11 +20,13 @@ from videobridge.calls import CallService
 from videobridge.config import Settings
 from videobridge.daily import DailyClient, DailyError, TokenMinter
 from videobridge.errors import ConfigError
+from videobridge.events import EventLog
 from videobridge.health import DailyHealth
 from videobridge.metrics import Metrics
 from videobridge.outbox import Outbox, RetryPolicy
 from videobridge.poller import PresencePoller
 from videobridge.store import StateStore, summarize
+from videobridge.webhook_monitor import WebhookMonitor
 from videobridge.webhooks import WebhookVerifier
 
 log = structlog.get_logger("videobridge")
@@ -45,6 +47,12 @@ class Bridge:
     health: DailyHealth
     metrics: Metrics
     notifier: Any
+    events: EventLog = field(default_factory=EventLog)
+    webhook: WebhookMonitor | None = None
+
+    def readiness(self) -> dict[str, bool]:
+        """GET /readyz's checks (also the videobridge_ready series)."""
+        return {"state": self.store.is_open, "daily": self.health.reachable(), "poller": self.poller.healthy()}
 
 
 def build_notifier(settings: Settings, *, sandbox: bool = False) -> Any:
@@ -91,6 +99,7 @@ async def open_bridge(settings: Settings, *, notifier: Any | None = None, sandbo
     if not settings.oc_public:
         raise ConfigError("OC_PUBLIC is required but not set (environment, .env or credential)")
     metrics = Metrics()
+    events = EventLog(clock=clock)
     health = DailyHealth(forward=metrics)
     store = StateStore(settings.state_path)
     store.open()
@@ -98,20 +107,29 @@ async def open_bridge(settings: Settings, *, notifier: Any | None = None, sandbo
     notifier = notifier if notifier is not None else build_notifier(settings, sandbox=sandbox)
     minter = TokenMinter(api_key=settings.daily_api_key, domain_id=settings.daily_domain_id, client=daily)
     outbox = Outbox(store=store, notifier=notifier, clock=clock, retry=notify_retry or RetryPolicy(),
-                    observer=metrics)
+                    observer=metrics, events=events)
     calls = CallService(store=store, rooms=daily, minter=minter, outbox=outbox,
-                        start_grace=settings.start_grace, clock=clock, observer=metrics)
+                        start_grace=settings.start_grace, clock=clock, observer=metrics, events=events)
     poller = PresencePoller(daily=daily, calls=calls, interval=settings.presence_interval, observer=metrics)
     bridge = Bridge(settings=settings, store=store, daily=daily, minter=minter,
                     verifier=JwtVerifier(settings.oc_public),
                     webhooks=WebhookVerifier(settings.daily_hook_hmac, clock=clock),
                     outbox=outbox, calls=calls, poller=poller, health=health, metrics=metrics,
-                    notifier=notifier)
+                    notifier=notifier, events=events)
+    bridge.webhook = WebhookMonitor(daily=daily, secret=settings.daily_hook_hmac,
+                                    interval=settings.webhook_check_interval, autoheal=settings.webhook_autoheal,
+                                    observer=metrics.ops, events=events, clock=clock)
+    hook_status = bridge.webhook
+    metrics.ops.set_sources(ready=lambda: all(bridge.readiness().values()),
+                            webhook=lambda: (hook_status.status.state, hook_status.status.failed_count),
+                            calls=lambda: store.calls, start_grace=settings.start_grace, clock=clock)
     metrics.set_state_source(lambda: summarize(store.calls), outbox_depth=lambda: outbox.depth,
                              outbox_age=outbox.oldest_age, poll_age=poller.seconds_since_success)
     if not settings.daily_hook_hmac:
         log.warning("webhooks_disabled", reason="DAILY_HOOK_HMAC is not set; the poller alone ends calls")
     tasks = [asyncio.create_task(outbox.run(), name="outbox"), asyncio.create_task(poller.run(), name="poller")]
+    if bridge.webhook.enabled:
+        tasks.append(asyncio.create_task(bridge.webhook.run(), name="webhook-monitor"))
     if not minter.self_signing and not await _fetch_domain(daily, minter, deadline=5.0):
         tasks.append(asyncio.create_task(_resolve_domain(daily, minter), name="daily-domain"))
     calls.resume()

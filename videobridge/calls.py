@@ -80,7 +80,8 @@ def upstream(exc: DailyError) -> UpstreamError:
 class CallService:
     def __init__(self, *, store: StateStore, rooms: Rooms, minter: Minter, outbox: Outbox,
                  start_grace: float = 300.0, start_deadline: float = 10.0,
-                 clock: Callable[[], float] = time.time, observer: CallObserver | None = None) -> None:
+                 clock: Callable[[], float] = time.time, observer: CallObserver | None = None,
+                 events: Any | None = None) -> None:
         self._store = store
         self._rooms = rooms
         self._minter = minter
@@ -89,6 +90,7 @@ class CallService:
         self._start_deadline = start_deadline
         self._clock = clock
         self._observer = observer
+        self._events = events  # EventLog for GET /room/status (None: not recorded)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._empty_polls: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -155,6 +157,7 @@ class CallService:
             self._observer.call_started()
         log.info("call_started", room=room, message_id=str(call.message_id), chat_kind=call.chat.kind.value,
                  call_type=call.call_type.value, room_reused=reused, room_exp=exp)
+        self._record("call_started", room, f"{call.call_type.value}, {call.chat.kind.value}")
         return call
 
     async def _grant(self, call: Call, user_id: str, initiator: Initiator, *, joining: bool) -> AccessGrant:
@@ -208,6 +211,7 @@ class CallService:
                     self._observer.call_ended(reason)
                 log.info("call_ended", room=room, message_id=str(call.message_id), reason=reason,
                          duration=round(self._clock() - call.created_at, 1))
+                self._record("call_ended", room, reason)
         if background_delete:
             self._spawn(("delete", room, call.message_id), self.remove_room(room, call.message_id))
         else:
@@ -283,6 +287,7 @@ class CallService:
                 await self._store.commit(Change(put_calls=[call.evolve(state=CallState.LIVE,
                                                                        last_seen_at=self._clock())]))
                 log.info("call_live", room=room, message_id=str(call.message_id))
+                self._record("call_live", room)
 
     async def reconcile(self, occupancy: Mapping[str, int]) -> None:
         """Apply one presence poll: `occupancy` maps room name -> participants present."""
@@ -314,8 +319,13 @@ class CallService:
             if len(went_live) <= 20:
                 for call in went_live:
                     log.info("call_live", room=call.room_name, message_id=str(call.message_id))
+                    self._record("call_live", call.room_name)
             else:
                 log.info("calls_live", count=len(went_live))
+
+    def _record(self, event: str, room: str, detail: str = "") -> None:
+        if self._events is not None:
+            self._events.record(event, room, detail)
 
     def resume(self) -> None:
         """After a restart: finish the room deletes that were interrupted."""

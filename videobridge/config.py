@@ -24,6 +24,7 @@ KNOWN = (
     "OC_IDENTITY", "IC_URL", "PORT", "HOST", "VIDEOBRIDGE_STATE", "VIDEOBRIDGE_PRESENCE_INTERVAL",
     "VIDEOBRIDGE_START_GRACE", "VIDEOBRIDGE_ADMIN_TOKEN", "VIDEOBRIDGE_CORS_ORIGINS",
     "VIDEOBRIDGE_LOG_FORMAT", "VIDEOBRIDGE_LOG_LEVEL",
+    "VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL", "VIDEOBRIDGE_WEBHOOK_AUTOHEAL",
 )
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -46,6 +47,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     log_format: str = "auto"
     log_level: str = "info"
+    webhook_check_interval: float = 300.0  # 0: never check the Daily webhook
+    webhook_autoheal: bool = True  # reactivate our webhook when Daily's circuit breaker stopped it
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -169,6 +172,13 @@ def load_settings(*, env_file: Path | None = None, environ: Mapping[str, str] | 
         if level not in LOG_LEVELS:
             raise ConfigError(f"VIDEOBRIDGE_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
         kw["log_level"] = level
+    if raw.get("VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL"):
+        interval = _float("VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL", raw["VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL"], 0.0)
+        if 0 < interval < 1:
+            raise ConfigError("VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL: must be 0 (off) or at least 1 second")
+        kw["webhook_check_interval"] = interval
+    if raw.get("VIDEOBRIDGE_WEBHOOK_AUTOHEAL"):
+        kw["webhook_autoheal"] = _bool("VIDEOBRIDGE_WEBHOOK_AUTOHEAL", raw["VIDEOBRIDGE_WEBHOOK_AUTOHEAL"])
     return Settings(**kw)
 
 
@@ -196,6 +206,15 @@ def _float(name: str, value: str, low: float) -> float:
     if not math.isfinite(number) or number < low:
         raise ConfigError(f"{name}: must be a finite number >= {low}, got {value[:20]!r}")
     return number
+
+
+def _bool(name: str, value: str) -> bool:
+    word = value.lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: must be true or false, got {value[:20]!r}")
 
 
 def _base64(name: str, value: str) -> bytes:

@@ -41,6 +41,7 @@ class PresencePoller:
         self._observer = observer
         self.failures = 0
         self.last_success: float | None = None  # monotonic time of the last good poll
+        self.occupancy: dict[str, int] = {}  # participants per room at the last good poll
 
     def seconds_since_success(self) -> float | None:
         return None if self.last_success is None else self._monotonic() - self.last_success
@@ -62,6 +63,7 @@ class PresencePoller:
             return False
         occupancy = {room: len(people) for room, people in presence.items()}
         await self._calls.reconcile(occupancy)
+        self.occupancy = occupancy
         self.failures = 0
         self.last_success = self._monotonic()
         self._count("ok")
