@@ -49,6 +49,7 @@ class Bridge:
     notifier: Any
     events: EventLog = field(default_factory=EventLog)
     webhook: WebhookMonitor | None = None
+    started_at: float = field(default_factory=time.time)
 
     def readiness(self) -> dict[str, bool]:
         """GET /readyz's checks (also the videobridge_ready series)."""

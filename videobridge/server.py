@@ -65,10 +65,10 @@ async def serve(settings: Settings, *, notifier: Any | None = None, sandbox: boo
     if interval:
         watchdog = asyncio.create_task(watchdog_loop(sd, interval, bridge.poller.healthy), name="watchdog")
     sd.ready(status=f"serving {len(bridge.store.calls)} calls")
-    if bridge.webhook is not None:
-        bridge.webhook.listening.set()  # Daily's reactivation probe can reach us now
     if on_ready is not None:
         await on_ready(app, addresses)
+    if bridge.webhook is not None:
+        bridge.webhook.listening.set()  # Daily's reactivation probe can reach us now
     try:
         await stop.wait()
     finally:

@@ -15,7 +15,6 @@ from videobridge.bridge import Bridge
 
 STATUS_VERSION = 1
 RECENT_EVENTS = 10
-PROCESS_STARTED = time.time()
 
 
 def snapshot(bridge: Bridge, *, now: float | None = None) -> dict[str, Any]:
@@ -37,7 +36,7 @@ def snapshot(bridge: Bridge, *, now: float | None = None) -> dict[str, Any]:
         "version": STATUS_VERSION,
         "now": now,
         "pid": os.getpid(),
-        "startedAt": PROCESS_STARTED,
+        "startedAt": bridge.started_at,
         "ready": all(checks.values()),
         "checks": checks,
         "calls": calls,
