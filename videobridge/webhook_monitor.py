@@ -60,6 +60,7 @@ class WebhookMonitor:
         self._daily = daily
         self._secret = secret
         self.interval = interval
+        self.check_deadline = 5.0  # retries included; a failed check is simply tried again next interval
         self.autoheal = autoheal
         self._observer = observer
         self._events = events
@@ -76,7 +77,7 @@ class WebhookMonitor:
         if self._secret is None:
             return self.status
         try:
-            hooks = await self._daily.list_webhooks(deadline=10.0)
+            hooks = await self._daily.list_webhooks(deadline=self.check_deadline)
         except DailyError as exc:
             self._count("checked", "error")
             log.warning("webhook_check_failed", error=str(exc))
