@@ -94,7 +94,8 @@ async def test_outbox_and_ic_trouble_is_in_the_status(make_bridge: BridgeFactory
             break
         await asyncio.sleep(0.02)
     failing = next(s for s in seen if s["ic"]["failures"] > 0)
-    assert failing["outbox"]["depth"] == 1 and "connection refused by ic.example" in failing["outbox"]["lastError"]["message"]
+    assert failing["outbox"]["depth"] == 1
+    assert "connection refused by ic.example" in failing["outbox"]["lastError"]["message"]
     healed = seen[-1]
     assert healed["ic"]["lastDeliveryAt"] is not None and healed["ic"]["failures"] == 0
     assert healed["outbox"]["depth"] == 0 and healed["outbox"]["lastError"] is not None  # the last error stays shown

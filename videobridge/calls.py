@@ -24,6 +24,7 @@ from videobridge.daily.errors import (
 )
 from videobridge.daily.tokens import TokenGrant
 from videobridge.errors import NoMeetingToJoin, UpstreamError
+from videobridge.events import EventSink
 from videobridge.models import Call, CallState, CallType, Initiator
 from videobridge.outbox import Outbox
 from videobridge.roomconfig import room_lifetime, room_properties
@@ -81,7 +82,7 @@ class CallService:
     def __init__(self, *, store: StateStore, rooms: Rooms, minter: Minter, outbox: Outbox,
                  start_grace: float = 300.0, start_deadline: float = 10.0,
                  clock: Callable[[], float] = time.time, observer: CallObserver | None = None,
-                 events: Any | None = None) -> None:
+                 events: EventSink | None = None) -> None:
         self._store = store
         self._rooms = rooms
         self._minter = minter

@@ -10,9 +10,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 KEEP = 50
+
+
+class EventSink(Protocol):
+    """Where the call service, the outbox and the webhook monitor tell what happened."""
+
+    def record(self, event: str, room: str | None = None, detail: str = "") -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

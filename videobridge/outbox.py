@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from videobridge.events import EventSink
 from videobridge.models import Call, Notification, NotificationKind
 from videobridge.store import Change, StateStore
 
@@ -56,7 +57,7 @@ def outcome_label(outcome: object) -> tuple[str, dict[str, Any]]:
 class Outbox:
     def __init__(self, *, store: StateStore, notifier: Any, clock: Callable[[], float] = time.time,
                  retry: RetryPolicy = RetryPolicy(), concurrency: int = 16,
-                 observer: OutboxObserver | None = None, events: Any | None = None) -> None:
+                 observer: OutboxObserver | None = None, events: EventSink | None = None) -> None:
         self._store = store
         self._notifier = notifier
         self._clock = clock

@@ -19,6 +19,7 @@ import structlog
 
 from videobridge.daily.errors import DailyError
 from videobridge.daily.models import Webhook
+from videobridge.events import EventSink
 from videobridge.webhook_health import WebhookApi, points_here, reactivate
 
 log = structlog.get_logger("videobridge.webhook")
@@ -27,10 +28,6 @@ log = structlog.get_logger("videobridge.webhook")
 class WebhookObserver(Protocol):
     def webhook_checked(self, outcome: str) -> None: ...
     def webhook_reactivated(self, outcome: str) -> None: ...
-
-
-class EventSink(Protocol):
-    def record(self, event: str, room: str | None = None, detail: str = "") -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

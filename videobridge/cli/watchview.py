@@ -75,8 +75,8 @@ def frame(status: Mapping[str, Any] | None, *, url: str, width: int, height: int
     now = time.time() if now is None else now
     lines: list[RenderableType] = [_header(status, url, now, width, stale=error is not None)]
     if error is not None:
-        shown = f"; below: the answer of {age(stale_for)} ago" if status is not None and stale_for is not None else ""
-        lines.append(Text(f"! {error} (retrying every second{shown})", style="bold red", no_wrap=True,
+        stale = f"; below: the answer of {age(stale_for)} ago" if status is not None and stale_for is not None else ""
+        lines.append(Text(f"! {error} (retrying every second{stale})", style="bold red", no_wrap=True,
                           overflow="ellipsis"))
     if status is None:
         return Group(*lines)
@@ -244,7 +244,8 @@ def _summary(status: Mapping[str, Any], calls: Sequence[Mapping[str, Any]], now:
         by_state[str(call.get("state"))] = by_state.get(str(call.get("state")), 0) + 1
     detail = ", ".join(f"{n} {s}" for s, n in sorted(by_state.items()))
     hook = str(status["webhook"].get("state", "unknown"))
-    first = Text(f"calls {len(calls)}" + (f" ({detail})" if detail else "")
-                 + f" · outbox {status['outbox'].get('depth', 0)} · webhook {hook}", no_wrap=True, overflow="ellipsis")
+    counts = f"calls {len(calls)}" + (f" ({detail})" if detail else "")
+    first = Text(f"{counts} · outbox {status['outbox'].get('depth', 0)} · webhook {hook}", no_wrap=True,
+                 overflow="ellipsis")
     rest = [_line(label, parts, 10_000) for label, parts in _status_parts(status, now)]
     return [first, *rest[: budget - 1]]
