@@ -112,25 +112,23 @@ async def open_bridge(settings: Settings, *, notifier: Any | None = None, sandbo
     calls = CallService(store=store, rooms=daily, minter=minter, outbox=outbox,
                         start_grace=settings.start_grace, clock=clock, observer=metrics, events=events)
     poller = PresencePoller(daily=daily, calls=calls, interval=settings.presence_interval, observer=metrics)
+    monitor = WebhookMonitor(daily=daily, secret=settings.daily_hook_hmac, interval=settings.webhook_check_interval,
+                             autoheal=settings.webhook_autoheal, observer=metrics.ops, events=events, clock=clock)
     bridge = Bridge(settings=settings, store=store, daily=daily, minter=minter,
                     verifier=JwtVerifier(settings.oc_public),
                     webhooks=WebhookVerifier(settings.daily_hook_hmac, clock=clock),
                     outbox=outbox, calls=calls, poller=poller, health=health, metrics=metrics,
-                    notifier=notifier, events=events)
-    bridge.webhook = WebhookMonitor(daily=daily, secret=settings.daily_hook_hmac,
-                                    interval=settings.webhook_check_interval, autoheal=settings.webhook_autoheal,
-                                    observer=metrics.ops, events=events, clock=clock)
-    hook_status = bridge.webhook
+                    notifier=notifier, events=events, webhook=monitor)
     metrics.ops.set_sources(ready=lambda: all(bridge.readiness().values()),
-                            webhook=lambda: (hook_status.status.state, hook_status.status.failed_count),
+                            webhook=lambda: (monitor.status.state, monitor.status.failed_count),
                             calls=lambda: store.calls, start_grace=settings.start_grace, clock=clock)
     metrics.set_state_source(lambda: summarize(store.calls), outbox_depth=lambda: outbox.depth,
                              outbox_age=outbox.oldest_age, poll_age=poller.seconds_since_success)
     if not settings.daily_hook_hmac:
         log.warning("webhooks_disabled", reason="DAILY_HOOK_HMAC is not set; the poller alone ends calls")
     tasks = [asyncio.create_task(outbox.run(), name="outbox"), asyncio.create_task(poller.run(), name="poller")]
-    if bridge.webhook.enabled:
-        tasks.append(asyncio.create_task(bridge.webhook.run(), name="webhook-monitor"))
+    if monitor.enabled:
+        tasks.append(asyncio.create_task(monitor.run(), name="webhook-monitor"))
     if not minter.self_signing and not await _fetch_domain(daily, minter, deadline=5.0):
         tasks.append(asyncio.create_task(_resolve_domain(daily, minter), name="daily-domain"))
     calls.resume()
