@@ -14,7 +14,7 @@ from cli_support import _workdir, base_env, invoke, track_call  # noqa: F401 - f
 
 COMMANDS = [
     ["rooms", "list"], ["rooms", "create"], ["rooms", "delete"], ["rooms", "prune"],
-    ["token", "mint"], ["token", "decode"], ["calls", "list"], ["calls", "end"],
+    ["token", "mint"], ["token", "decode"], ["calls", "list"], ["calls", "end"], ["calls", "watch"],
     ["config", "check"], ["webhook", "register"], ["webhook", "status"], ["webhook", "reactivate"],
 ]
 SCRIPT = Path(sys.executable).parent / "videobridge"  # completion keys off the program name

@@ -154,3 +154,18 @@ def test_a_bad_ic_root_key_stops_serve_in_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("videobridge: VIDEOBRIDGE_IC_ROOT_KEY: must be 133 bytes (DER) "
                                      "or 96 bytes (bare key), got 3")
+
+
+def test_webhook_check_and_self_heal_settings(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(environ=env())
+    assert (s.webhook_check_interval, s.webhook_autoheal) == (300.0, True)
+    s = load_settings(environ=env(VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL="0", VIDEOBRIDGE_WEBHOOK_AUTOHEAL="off"))
+    assert (s.webhook_check_interval, s.webhook_autoheal) == (0.0, False)
+    assert load_settings(environ=env(VIDEOBRIDGE_WEBHOOK_AUTOHEAL="Yes")).webhook_autoheal is True
+    for name, value, fragment in (("VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL", "0.5", "at least 1 second"),
+                                  ("VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL", "soon", "number of seconds"),
+                                  ("VIDEOBRIDGE_WEBHOOK_AUTOHEAL", "maybe", "true or false")):
+        with pytest.raises(ConfigError, match=fragment) as caught:
+            load_settings(environ=env(**{name: value}))
+        assert str(caught.value).startswith(name)

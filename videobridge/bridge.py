@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,11 +21,13 @@ from videobridge.calls import CallService
 from videobridge.config import Settings
 from videobridge.daily import DailyClient, DailyError, TokenMinter
 from videobridge.errors import ConfigError
+from videobridge.events import EventLog
 from videobridge.health import DailyHealth
 from videobridge.metrics import Metrics
 from videobridge.outbox import Outbox, RetryPolicy
 from videobridge.poller import PresencePoller
 from videobridge.store import StateStore, summarize
+from videobridge.webhook_monitor import WebhookMonitor
 from videobridge.webhooks import WebhookVerifier
 
 log = structlog.get_logger("videobridge")
@@ -46,6 +48,13 @@ class Bridge:
     health: DailyHealth
     metrics: Metrics
     notifier: Any
+    events: EventLog = field(default_factory=EventLog)
+    webhook: WebhookMonitor | None = None
+    started_at: float = field(default_factory=time.time)
+
+    def readiness(self) -> dict[str, bool]:
+        """GET /readyz's checks (also the videobridge_ready series)."""
+        return {"state": self.store.is_open, "daily": self.health.reachable(), "poller": self.poller.healthy()}
 
 
 MAINNET_HOSTS = ("icp-api.io", "ic0.app", "icp0.io")
@@ -104,6 +113,7 @@ async def open_bridge(settings: Settings, *, notifier: Any | None = None, sandbo
     if not settings.oc_public:
         raise ConfigError("OC_PUBLIC is required but not set (environment, .env or credential)")
     metrics = Metrics()
+    events = EventLog(clock=clock)
     health = DailyHealth(forward=metrics)
     store = StateStore(settings.state_path)
     store.open()
@@ -111,20 +121,27 @@ async def open_bridge(settings: Settings, *, notifier: Any | None = None, sandbo
     notifier = notifier if notifier is not None else build_notifier(settings, sandbox=sandbox)
     minter = TokenMinter(api_key=settings.daily_api_key, domain_id=settings.daily_domain_id, client=daily)
     outbox = Outbox(store=store, notifier=notifier, clock=clock, retry=notify_retry or RetryPolicy(),
-                    observer=metrics, legacy_user_end=settings.legacy_user_end)
+                    observer=metrics, legacy_user_end=settings.legacy_user_end, events=events)
     calls = CallService(store=store, rooms=daily, minter=minter, outbox=outbox,
-                        start_grace=settings.start_grace, clock=clock, observer=metrics)
+                        start_grace=settings.start_grace, clock=clock, observer=metrics, events=events)
     poller = PresencePoller(daily=daily, calls=calls, interval=settings.presence_interval, observer=metrics)
+    monitor = WebhookMonitor(daily=daily, secret=settings.daily_hook_hmac, interval=settings.webhook_check_interval,
+                             autoheal=settings.webhook_autoheal, observer=metrics.ops, events=events, clock=clock)
     bridge = Bridge(settings=settings, store=store, daily=daily, minter=minter,
                     verifier=JwtVerifier(settings.oc_public),
                     webhooks=WebhookVerifier(settings.daily_hook_hmac, clock=clock),
                     outbox=outbox, calls=calls, poller=poller, health=health, metrics=metrics,
-                    notifier=notifier)
+                    notifier=notifier, events=events, webhook=monitor)
+    metrics.ops.set_sources(ready=lambda: all(bridge.readiness().values()),
+                            webhook=lambda: (monitor.status.state, monitor.status.failed_count),
+                            calls=lambda: store.calls, start_grace=settings.start_grace, clock=clock)
     metrics.set_state_source(lambda: summarize(store.calls), outbox_depth=lambda: outbox.depth,
                              outbox_age=outbox.oldest_age, poll_age=poller.seconds_since_success)
     if not settings.daily_hook_hmac:
         log.warning("webhooks_disabled", reason="DAILY_HOOK_HMAC is not set; the poller alone ends calls")
     tasks = [asyncio.create_task(outbox.run(), name="outbox"), asyncio.create_task(poller.run(), name="poller")]
+    if monitor.enabled:
+        tasks.append(asyncio.create_task(monitor.run(), name="webhook-monitor"))
     if not minter.self_signing and not await _fetch_domain(daily, minter, deadline=5.0):
         tasks.append(asyncio.create_task(_resolve_domain(daily, minter), name="daily-domain"))
     calls.resume()

@@ -25,6 +25,7 @@ from videobridge.daily.errors import (
 from videobridge.daily.tokens import TokenGrant
 from videobridge.errors import NoMeetingToJoin, UpstreamError
 from videobridge.meetings import MeetingBook
+from videobridge.events import EventSink
 from videobridge.models import Call, CallState, CallType, Initiator
 from videobridge.outbox import Outbox
 from videobridge.roomconfig import reuse_properties, room_lifetime, room_properties
@@ -83,7 +84,8 @@ def upstream(exc: DailyError) -> UpstreamError:
 class CallService:
     def __init__(self, *, store: StateStore, rooms: Rooms, minter: Minter, outbox: Outbox,
                  start_grace: float = 300.0, start_deadline: float = 10.0,
-                 clock: Callable[[], float] = time.time, observer: CallObserver | None = None) -> None:
+                 clock: Callable[[], float] = time.time, observer: CallObserver | None = None,
+                 events: EventSink | None = None) -> None:
         self._store = store
         self._rooms = rooms
         self._minter = minter
@@ -92,6 +94,7 @@ class CallService:
         self._start_deadline = start_deadline
         self._clock = clock
         self._observer = observer
+        self._events = events  # EventLog for GET /room/status (None: not recorded)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._empty_polls: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -171,6 +174,7 @@ class CallService:
             self._observer.call_started()
         log.info("call_started", room=room, message_id=str(call.message_id), chat_kind=call.chat.kind.value,
                  call_type=call.call_type.value, room_reused=reused, room_exp=exp)
+        self._record("call_started", room, f"{call.call_type.value}, {call.chat.kind.value}")
         return call
 
     async def _grant(self, call: Call, user_id: str, initiator: Initiator, *, joining: bool) -> AccessGrant:
@@ -248,6 +252,7 @@ class CallService:
                     self._observer.call_ended(reason)
                 log.info("call_ended", room=room, message_id=str(call.message_id), reason=reason,
                          duration=round(self._clock() - call.created_at, 1))
+                self._record("call_ended", room, reason)
         if background_delete:
             self._spawn(("delete", room, call.message_id), self.remove_room(room, call.message_id))
         else:
@@ -349,6 +354,7 @@ class CallService:
                 await self._store.commit(Change(put_calls=[seen]))
                 if call.state is CallState.STARTING:
                     log.info("call_live", room=room, message_id=str(call.message_id), meeting_id=meeting_id)
+                    self._record("call_live", room)
 
     async def reconcile(self, occupancy: Mapping[str, int], meetings: Mapping[str, str] | None = None) -> None:
         """Apply one presence poll: `occupancy` maps room name -> participants present, `meetings`
@@ -389,6 +395,7 @@ class CallService:
             if len(live) <= 20:
                 for call in live:
                     log.info("call_live", room=call.room_name, message_id=str(call.message_id))
+                    self._record("call_live", call.room_name)
             else:
                 log.info("calls_live", count=len(live))
 
@@ -406,6 +413,10 @@ class CallService:
             log.info("broadcast_kept", room=room, message_id=str(message_id), reason="meeting still ongoing")
             return
         await self.end_call(room, "empty", message_id=message_id)
+
+    def _record(self, event: str, room: str, detail: str = "") -> None:
+        if self._events is not None:
+            self._events.record(event, room, detail)
 
     def resume(self) -> None:
         """After a restart: finish the room deletes that were interrupted."""

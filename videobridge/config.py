@@ -25,6 +25,7 @@ KNOWN = (
     "VIDEOBRIDGE_START_GRACE", "VIDEOBRIDGE_ADMIN_TOKEN", "VIDEOBRIDGE_CORS_ORIGINS",
     "VIDEOBRIDGE_LOG_FORMAT", "VIDEOBRIDGE_LOG_LEVEL", "VIDEOBRIDGE_LEGACY_USER_END",
     "VIDEOBRIDGE_IC_ROOT_KEY",
+    "VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL", "VIDEOBRIDGE_WEBHOOK_AUTOHEAL",
 )
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -49,6 +50,8 @@ class Settings:
     log_level: str = "info"
     legacy_user_end: bool = False  # user-canister ends in the shape from before OpenChat #9401
     ic_root_key: bytes | None = field(default=None, repr=False)  # DER; None = the IC mainnet's root key
+    webhook_check_interval: float = 300.0  # 0: never check the Daily webhook
+    webhook_autoheal: bool = True  # reactivate our webhook when Daily's circuit breaker stopped it
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -176,6 +179,13 @@ def load_settings(*, env_file: Path | None = None, environ: Mapping[str, str] | 
         kw["legacy_user_end"] = _bool("VIDEOBRIDGE_LEGACY_USER_END", raw["VIDEOBRIDGE_LEGACY_USER_END"])
     if raw.get("VIDEOBRIDGE_IC_ROOT_KEY"):
         kw["ic_root_key"] = _root_key("VIDEOBRIDGE_IC_ROOT_KEY", raw["VIDEOBRIDGE_IC_ROOT_KEY"])
+    if raw.get("VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL"):
+        interval = _float("VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL", raw["VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL"], 0.0)
+        if 0 < interval < 1:
+            raise ConfigError("VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL: must be 0 (off) or at least 1 second")
+        kw["webhook_check_interval"] = interval
+    if raw.get("VIDEOBRIDGE_WEBHOOK_AUTOHEAL"):
+        kw["webhook_autoheal"] = _bool("VIDEOBRIDGE_WEBHOOK_AUTOHEAL", raw["VIDEOBRIDGE_WEBHOOK_AUTOHEAL"])
     return Settings(**kw)
 
 

@@ -24,6 +24,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 import videobridge
+from videobridge.metrics_ops import OpsMetrics
 from videobridge.models import CallState, NotificationKind
 
 PREFIX = "videobridge"
@@ -184,6 +185,7 @@ class Metrics:
         _ProcessCollector(namespace=p, registry=r)
         self._gauges = _ScrapeTimeGauges()
         r.register(self._gauges)
+        self.ops = OpsMetrics(r, p)  # readiness, webhook state, stuck starts, lease (alerting)
 
         self._http_count = _Children(self.http_requests)
         self._http_time = _Children(self.http_duration)

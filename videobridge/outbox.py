@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from videobridge.events import EventSink
 from videobridge.models import Call, Notification, NotificationKind
 from videobridge.store import Change, StateStore
 
@@ -56,7 +57,8 @@ def outcome_label(outcome: object) -> tuple[str, dict[str, Any]]:
 class Outbox:
     def __init__(self, *, store: StateStore, notifier: Any, clock: Callable[[], float] = time.time,
                  retry: RetryPolicy = RetryPolicy(), concurrency: int = 16,
-                 observer: OutboxObserver | None = None, legacy_user_end: bool = False) -> None:
+                 observer: OutboxObserver | None = None, legacy_user_end: bool = False,
+                 events: EventSink | None = None) -> None:
         self._store = store
         # VIDEOBRIDGE_LEGACY_USER_END: user-canister ends in the pre-#9401 shape (applied at send)
         self._legacy_user_end = legacy_user_end
@@ -74,6 +76,11 @@ class Outbox:
         # every attempt failed to connect). Only those may be cancelled by an end; a start
         # loaded from disk may have been sent by the previous process.
         self._unsent: set[int] = set()
+        # For people watching (GET /room/status): how deliveries have gone lately.
+        self._events = events
+        self.last_delivered_at: float | None = None  # the last notification the IC answered
+        self.last_error: tuple[float, str] | None = None  # (when, what) of the last failed attempt
+        self.failures = 0  # failed attempts since the last answer from the IC
 
     # -- planning (called by the call service, inside its per-room lock) -----------------------
     def plan_start(self, call: Call) -> list[Notification]:
@@ -187,6 +194,9 @@ class Outbox:
                 delay = self._retry.delay(attempt)
                 self._not_before[note.seq] = self._clock() + delay
                 self._count(note.kind.value, "retry")
+                self.failures += 1
+                self.last_error = (self._clock(), str(exc)[:200])
+                self._record("notification_retry", note, f"{note.kind.value}, attempt {attempt}: {str(exc)[:80]}")
                 log.warning("notification_retry", attempt=attempt, retry_in=round(delay, 2),
                             error=str(exc)[:200], **fields)
                 return
@@ -195,14 +205,24 @@ class Outbox:
             self._attempts.pop(note.seq, None)
             self._not_before.pop(note.seq, None)
             self._count(note.kind.value, label)
+            self.failures = 0
+            self.last_delivered_at = self._clock()
+            if label in ("error", "rejected"):
+                self.last_error = (self._clock(), f"{label}: " + " ".join(str(v) for v in extra.values() if v)[:200])
+            self._record("notification_settled", note, f"{note.kind.value}: {label}")
             level = log.info if label in ("success", "skipped") else log.warning
             level("notification_settled", outcome=label, **extra, **fields)
         except Exception:  # noqa: BLE001 - a bug here must not stop deliveries for other calls
             log.exception("notification_failed", **fields)
+            self.last_error = (self._clock(), "internal error (see the log: notification_failed)")
             self._not_before[note.seq] = self._clock() + self._retry.delay(self._attempts.get(note.seq, 1))
         finally:
             self._in_flight.discard(note.message_id)
             self._wake.set()
+
+    def _record(self, event: str, note: Notification, detail: str) -> None:
+        if self._events is not None:
+            self._events.record(event, note.room_name, detail)
 
     def _count(self, kind: str, outcome: str) -> None:
         if self._observer is not None:

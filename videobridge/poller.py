@@ -41,6 +41,7 @@ class PresencePoller:
         self._observer = observer
         self.failures = 0
         self.last_success: float | None = None  # monotonic time of the last good poll
+        self.occupancy: dict[str, int] = {}  # participants per room at the last good poll
 
     def seconds_since_success(self) -> float | None:
         return None if self.last_success is None else self._monotonic() - self.last_success
@@ -65,6 +66,7 @@ class PresencePoller:
                     if (meeting := next((getattr(p, "meeting_id", None) for p in people
                                          if getattr(p, "meeting_id", None)), None))}
         await self._calls.reconcile(occupancy, meetings)
+        self.occupancy = occupancy
         self.failures = 0
         self.last_success = self._monotonic()
         self._count("ok")

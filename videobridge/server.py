@@ -67,6 +67,8 @@ async def serve(settings: Settings, *, notifier: Any | None = None, sandbox: boo
     sd.ready(status=f"serving {len(bridge.store.calls)} calls")
     if on_ready is not None:
         await on_ready(app, addresses)
+    if bridge.webhook is not None:
+        bridge.webhook.listening.set()  # Daily's reactivation probe can reach us now
     try:
         await stop.wait()
     finally:

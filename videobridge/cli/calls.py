@@ -178,3 +178,9 @@ async def _end_offline(settings: Settings, room: str, *, daemon: str | None) -> 
     finally:
         await store.aclose()
         await daily.close()
+
+
+# `calls watch` lives in its own module (the live view); registered last so `--help` lists it after `end`.
+from videobridge.cli.watch import register as _register_watch  # noqa: E402
+
+_register_watch(app)

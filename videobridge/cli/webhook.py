@@ -8,8 +8,6 @@ a {"test":"test"} probe to the URL first, so the bridge must be reachable from D
 from __future__ import annotations
 
 import base64
-import binascii
-import hmac
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,6 +16,8 @@ import typer
 from videobridge.cli.common import EnvFile, load
 from videobridge.cli.errors import USAGE, OperatorError, daily_client, handle_errors, run
 from videobridge.cli.output import Json, note, print_fields, print_json, warn
+from videobridge.webhook_health import EVENT_TYPES, HOOK_PATH
+from videobridge.webhook_health import hmac_matches as _hmac_matches
 
 if TYPE_CHECKING:
     from videobridge.config import Settings
@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(name="webhook", help="Register, inspect and reactivate the Daily webhook.", no_args_is_help=True)
 
-EVENT_TYPES = ("meeting.started", "meeting.ended", "participant.joined", "participant.left")
-HOOK_PATH = "/room/hook"
+__all__ = ["EVENT_TYPES", "HOOK_PATH", "app", "hmac_matches"]
 
 
 class RetryType(StrEnum):
@@ -36,13 +35,7 @@ class RetryType(StrEnum):
 
 def hmac_matches(hook: Webhook, settings: Settings) -> bool | None:
     """Whether Daily signs with our DAILY_HOOK_HMAC; None when either side is unknown."""
-    if not hook.hmac or not settings.daily_hook_hmac:
-        return None
-    try:
-        theirs = base64.b64decode(hook.hmac, validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return hmac.compare_digest(theirs, settings.daily_hook_hmac)
+    return _hmac_matches(hook, settings.daily_hook_hmac)
 
 
 def hook_json(hook: Webhook, settings: Settings) -> dict[str, Any]:
@@ -137,8 +130,10 @@ def reactivate(env_file: EnvFile = None, json: Json = False) -> None:
 
 
 async def _reactivate(settings: Settings) -> Webhook:
+    from videobridge.webhook_health import reactivate  # the same call the daemon's self-heal makes
+
     async with daily_client(settings, deadline=20.0) as daily:
         hooks = await daily.list_webhooks()
         if not hooks:
             raise OperatorError("no webhook registered: run `videobridge webhook register URL`")
-        return await daily.update_webhook(hooks[0].uuid, url=hooks[0].url)
+        return await reactivate(daily, hooks[0])

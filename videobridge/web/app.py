@@ -50,6 +50,7 @@ def make_app(settings: Settings, *, notifier: Any | None = None, sandbox: bool =
     app.router.add_post("/room/hook", handlers.hook)
     app.router.add_get("/room/meetings", handlers.meetings)
     app.router.add_post("/room/meetings/{room}/end", handlers.admin_end)
+    app.router.add_get("/room/status", handlers.status)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", handlers.metrics)

@@ -124,6 +124,13 @@ async def meetings(request: web.Request) -> web.Response:
     ])
 
 
+async def status(request: web.Request) -> web.Response:
+    """Admin: everything `videobridge calls watch` shows, in one read from memory."""
+    from videobridge.status import snapshot
+
+    return json_response(snapshot(_admin(request)))
+
+
 async def admin_end(request: web.Request) -> web.Response:
     bridge = _admin(request)
     room = request.match_info["room"]
@@ -139,7 +146,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     bridge = request.app[BRIDGE]
-    checks = {"state": bridge.store.is_open, "daily": bridge.health.reachable(), "poller": bridge.poller.healthy()}
+    checks = bridge.readiness()
     ok = all(checks.values())
     return json_response({"status": "ready" if ok else "unready", "checks": checks}, status=200 if ok else 503)
 
