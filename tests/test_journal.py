@@ -323,3 +323,20 @@ def test_record_frames_scan_back(tmp_path: Path) -> None:
         partial = scan(data[:cut])
         assert len(partial.records) == (1 if cut >= first else 0) and partial.good_bytes == (first if cut >= first else 0)
         assert partial.torn == (cut != first)
+
+
+def test_plain_tinydb_table_writes_are_journaled_too(tmp_path: Path) -> None:
+    from tinydb import TinyDB
+
+    from videobridge.storage import JournalStorage
+
+    db = TinyDB(tmp_path / "t.json", storage=JournalStorage)
+    table = db.table("things")
+    table.insert_multiple([{"a": 1}, {"a": 2}, {"a": 3}])
+    table.remove(doc_ids=[2])
+    table.update({"a": 30}, doc_ids=[3])
+    assert (tmp_path / "t.json.journal").stat().st_size > 0
+    seen = TinyDB(tmp_path / "t.json", storage=JournalStorage, read_only=True).table("things").all()
+    assert [(d.doc_id, d["a"]) for d in seen] == [(1, 1), (3, 30)]
+    db.close()
+    assert json.loads((tmp_path / "t.json").read_text())["things"] == {"1": {"a": 1}, "3": {"a": 30}}
