@@ -179,7 +179,8 @@ class StateStore:
             self.outbox.pop(seq, None)
 
     def _write(self, changes: Iterable[Change]) -> tuple[dict[str, int], list[str], int]:
-        """Runs in a worker thread; touches only the TinyDB storage and local copies."""
+        """Runs in a worker thread; writes only the storage (the id map it reads changes only in
+        `_drain`, after this returns)."""
         assert self._db is not None and self._storage is not None
         put: dict[str, Call] = {}
         drop: set[str] = set()
