@@ -218,10 +218,10 @@ async def test_commits_do_not_wait_for_a_compaction(tmp_path: Path, monkeypatch:
     release = threading.Event()
     real = videobridge.storage.atomic_write
 
-    def slow_snapshot(path: Path, data: bytes) -> None:
+    def slow_snapshot(path: Path, data: bytes) -> int:
         if threading.current_thread().name == "state-compactor":
             assert release.wait(20)
-        real(path, data)
+        return real(path, data)
 
     monkeypatch.setattr(videobridge.storage, "atomic_write", slow_snapshot)
     store = StateStore(tmp_path / "s.json", compact_min=0)
@@ -243,10 +243,10 @@ async def test_a_failed_compaction_is_retried_and_loses_nothing(tmp_path: Path,
 
     real = videobridge.storage.atomic_write
 
-    def disk_full(path: Path, data: bytes) -> None:
+    def disk_full(path: Path, data: bytes) -> int:
         if threading.current_thread().name == "state-compactor":
             raise OSError(28, "No space left on device")
-        real(path, data)
+        return real(path, data)
 
     monkeypatch.setattr(videobridge.storage, "atomic_write", disk_full)
     store = StateStore(tmp_path / "s.json", compact_min=0)
@@ -340,3 +340,12 @@ def test_plain_tinydb_table_writes_are_journaled_too(tmp_path: Path) -> None:
     assert [(d.doc_id, d["a"]) for d in seen] == [(1, 1), (3, 30)]
     db.close()
     assert json.loads((tmp_path / "t.json").read_text())["things"] == {"1": {"a": 1}, "3": {"a": 30}}
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 5])
+def test_a_snapshot_in_pieces_is_one_tinydb_document(count: int) -> None:
+    from videobridge.storage import _members, snapshot_chunks
+
+    tables = {"calls": {str(i): {"i": i, "s": "é\""} for i in range(count)}, "outbox": {}}
+    data = b"".join(snapshot_chunks(_members(tables), 7, chunk=2))
+    assert json.loads(data) == {**tables, "journal": {"1": {"folded": 7}}}

@@ -7,7 +7,8 @@ the journal and fsyncs it (see `videobridge.journal` for the format and why repl
 When the journal outgrows the snapshot, it is set aside (renamed to `.journal.old`, a fresh one
 takes the appends) and a background thread writes the next snapshot (temp file, fsync, rename,
 directory fsync) from the documents' cached JSON, then deletes the old journal. So commits never
-wait for a snapshot, and the snapshot's serialisation is a join of cached bytes, not a dump.
+wait for a snapshot, and the snapshot is not a dump: short joins of cached bytes, written piece by
+piece, so the thread never holds the GIL for long (the event loop keeps answering).
 
 The state file itself stays a plain TinyDB document; readers (`TinyDB(..., read_only=True)`)
 fold the journals in through the same code as the writer's start-up.
@@ -20,6 +21,7 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from videobridge.errors import StateError
 from videobridge.journal import META, Ops, Tables, fold, frame, journal_path, old_journal_path
 
 COMPACT_MIN = 1 << 20  # bytes of journal before a compaction, however small the snapshot
+SNAPSHOT_CHUNK = 256  # documents per piece of a snapshot (about 100 KB at today's call size)
 
 Members = dict[str, dict[str, bytes]]  # table -> doc_id -> b'"doc_id":{...}' (the document's JSON)
 
@@ -41,13 +44,18 @@ def fsync_dir(directory: Path) -> None:
         os.close(dir_fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes | Iterable[bytes]) -> int:
+    """Temp file, fsync, rename, directory fsync; `data` may come in chunks. Returns the size."""
     directory = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    size = 0
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
+        with os.fdopen(fd, "wb", buffering=0) as handle:
+            for chunk in (data,) if isinstance(data, bytes) else data:
+                view = memoryview(chunk)
+                while view:
+                    view = view[handle.write(view):]
+                size += len(chunk)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -55,6 +63,7 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(directory)
+    return size
 
 
 def append_durably(fd: int, data: bytes) -> None:
@@ -93,14 +102,21 @@ def _members(tables: Tables) -> Members:
     return {name: {doc_id: _member(doc_id, doc) for doc_id, doc in table.items()} for name, table in tables.items()}
 
 
-def _table_json(name: str, members: dict[str, bytes]) -> bytes:
-    return json.dumps(name).encode() + b":{" + b",".join(members.values()) + b"}"
+def snapshot_chunks(members: Members, seq: int, chunk: int = SNAPSHOT_CHUNK) -> Iterator[bytes]:
+    """The snapshot document in pieces of `chunk` documents: each piece is one short join (the
+    only part that holds the GIL), written before the next is made, so the event loop keeps running."""
+    yield b"{"
+    for name, docs in members.items():
+        yield json.dumps(name).encode() + b":{"
+        values = list(docs.values())
+        for start in range(0, len(values), chunk):
+            yield (b"," if start else b"") + b",".join(values[start:start + chunk])
+        yield b"},"
+    yield json.dumps(META).encode() + b':{"1":{"folded":%d}}}' % seq
 
 
 def snapshot_bytes(members: Members, seq: int) -> bytes:
-    tables = [_table_json(name, docs) for name, docs in members.items()]
-    tables.append(json.dumps(META).encode() + b':{"1":{"folded":%d}}' % seq)
-    return b"{" + b",".join(tables) + b"}"
+    return b"".join(snapshot_chunks(members, seq))
 
 
 class JournalStorage(Storage):
@@ -211,8 +227,7 @@ class JournalStorage(Storage):
 
     def _settle(self) -> None:
         """Synchronously: snapshot with everything, then a fresh empty journal, then no old one."""
-        atomic_write(self._path, snapshot_bytes(self._members, self._seq))
-        self._snapshot_size = self._path.stat().st_size
+        self._snapshot_size = atomic_write(self._path, snapshot_chunks(self._members, self._seq))
         atomic_write(self._journal, b"")  # a new file: a reader holding the old one is not disturbed
         self._old.unlink(missing_ok=True)
         if self._fd is not None:
@@ -263,8 +278,7 @@ class JournalStorage(Storage):
     def _compact(self, job: tuple[Members, int]) -> None:
         members, seq = job
         try:
-            data = snapshot_bytes(members, seq)
-            atomic_write(self._path, data)
+            size = atomic_write(self._path, snapshot_chunks(members, seq))
             self._old.unlink(missing_ok=True)  # if this is lost, its records are all <= folded: skipped
         except OSError as exc:
             with self._lock:
@@ -272,5 +286,5 @@ class JournalStorage(Storage):
             return
         with self._lock:
             self._pending, self.compaction_error = None, None
-            self._snapshot_size = len(data)
+            self._snapshot_size = size
             self.compactions += 1
