@@ -205,7 +205,7 @@ async def test_a_failed_state_write_acknowledges_nothing(bridge, signer, monkeyp
     def disk_full(path, data):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(videobridge.storage, "atomic_write", disk_full)
+    monkeypatch.setattr(videobridge.storage, "append_durably", disk_full)
     status, body = await get_token(bridge, start_token(signer))
     assert 503 == status and body["statusCode"] == 503
     assert not bridge_of(bridge).store.calls

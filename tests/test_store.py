@@ -77,15 +77,24 @@ async def test_one_writer(tmp_path):
     second.close()
 
 
-async def test_writes_are_atomic_replacements(tmp_path, monkeypatch):
-    store = StateStore(tmp_path / "s.json")
+async def test_commits_append_to_the_journal_and_compaction_replaces_the_file(tmp_path):
+    store = StateStore(tmp_path / "s.json", compact_min=0)  # compact as soon as the journal outgrows the file
     store.open()
-    await store.commit(Change(put_calls=[call(1)]))
-    inode = os.stat(tmp_path / "s.json").st_ino
-    await store.commit(Change(put_calls=[call(2)]))
-    assert os.stat(tmp_path / "s.json").st_ino != inode, "a new file is renamed over the old one"
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    await store.commit(Change(put_calls=[call(1)]))  # the file appears on the first write
+    first = (tmp_path / "s.json").read_bytes()
+    for i in range(2, 40):
+        await store.commit(Change(put_calls=[call(i)]))
+        assert (tmp_path / "s.json").read_bytes() != first or not store._storage.compactions
+    store._storage._compactor.join()
+    assert store._storage.compactions >= 1
+    snapshot = json.loads((tmp_path / "s.json").read_text())  # a plain TinyDB document on its own
+    folded = snapshot["journal"]["1"]["folded"]
+    assert 1 < folded <= 39 and len(snapshot["calls"]) == folded, "one call per record, all folded in"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".old"))]
+    assert len(read_state(tmp_path / "s.json")[0]) == 39
     store.close()
+    assert json.loads((tmp_path / "s.json").read_text())["journal"] == {"1": {"folded": 39}}
+    assert (tmp_path / "s.json.journal").read_bytes() == b"", "a clean close folds the journal in"
 
 
 async def test_failed_write_changes_nothing(tmp_path, monkeypatch):
@@ -94,18 +103,20 @@ async def test_failed_write_changes_nothing(tmp_path, monkeypatch):
     store = StateStore(tmp_path / "s.json")
     store.open()
     await store.commit(Change(put_calls=[call(1)]))
-    before = (tmp_path / "s.json").read_bytes()
+    before = [(tmp_path / name).read_bytes() for name in ("s.json", "s.json.journal")]
 
-    def broken(path, data):
+    def broken(fd, data):
+        os.write(fd, data[: len(data) // 2])  # half a record reached the file, then the disk failed
         raise OSError(5, "I/O error")
 
-    monkeypatch.setattr(videobridge.storage, "atomic_write", broken)
+    monkeypatch.setattr(videobridge.storage, "append_durably", broken)
     with pytest.raises(StateError):
         await store.commit(Change(put_calls=[call(2)], drop_calls=["G0001"]))
     assert list(store.calls) == ["G0001"]
-    assert (tmp_path / "s.json").read_bytes() == before
+    assert [(tmp_path / name).read_bytes() for name in ("s.json", "s.json.journal")] == before
     monkeypatch.undo()
     await store.commit(Change(put_calls=[call(3)]))
+    assert sorted(read_state(tmp_path / "s.json")[0]) == ["G0001", "G0003"]
     store.close()
     assert sorted(read_state(tmp_path / "s.json")[0]) == ["G0001", "G0003"]
 

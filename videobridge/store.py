@@ -2,7 +2,8 @@
 
 The call service owns call state; this module only makes its changes durable. Changes are
 group-committed: concurrent `commit()` calls that arrive while a write is in flight share the
-next write. A commit returns only after its data is on disk (temp file, fsync, rename).
+next write. A commit returns only after its data is on disk: one fsynced journal record of the
+documents it changes, so its cost does not grow with the number of calls (`storage.py`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from pathlib import Path
 from typing import IO
 
 from tinydb import TinyDB
-from tinydb.table import Document
 
 from videobridge.errors import StateError, StateLocked
+from videobridge.journal import Ops, journal_path
 from videobridge.models import Call, Notification
-from videobridge.storage import AtomicJSONStorage
+from videobridge.storage import COMPACT_MIN, JournalStorage
 
 CALLS = "calls"
 OUTBOX = "outbox"
@@ -51,10 +52,11 @@ def _load(db: TinyDB) -> tuple[dict[str, Call], dict[int, Notification], dict[st
 
 
 def read_state(path: Path) -> tuple[dict[str, Call], dict[int, Notification]]:
-    """Read the state file without taking the lock (safe: writes replace the file atomically)."""
-    if not path.exists():
+    """Read the state file and its journal without taking the lock (safe: snapshots replace the
+    file atomically, journal records are checksummed, and a race with a compaction is retried)."""
+    if not path.exists() and not journal_path(path).exists():
         return {}, {}
-    db = TinyDB(path, storage=AtomicJSONStorage, read_only=True)
+    db = TinyDB(path, storage=JournalStorage, read_only=True)
     try:
         calls, outbox, _ = _load(db)
     except (KeyError, TypeError, ValueError) as exc:
@@ -63,11 +65,12 @@ def read_state(path: Path) -> tuple[dict[str, Call], dict[int, Notification]]:
 
 
 class StateStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, compact_min: int = COMPACT_MIN) -> None:
         self.path = path
+        self._compact_min = compact_min
         self._lock_file: IO[str] | None = None
         self._db: TinyDB | None = None
-        self._storage: AtomicJSONStorage | None = None
+        self._storage: JournalStorage | None = None
         self.calls: dict[str, Call] = {}
         self.outbox: dict[int, Notification] = {}
         self._call_ids: dict[str, int] = {}
@@ -96,7 +99,7 @@ class StateStore:
         for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             stale.unlink(missing_ok=True)
         try:
-            self._db = TinyDB(self.path, storage=AtomicJSONStorage)
+            self._db = TinyDB(self.path, storage=JournalStorage, compact_min=self._compact_min)
             self._storage = self._db.storage  # type: ignore[assignment]
             self.calls, self.outbox, self._call_ids = _load(self._db)
         except (KeyError, TypeError, ValueError) as exc:
@@ -110,8 +113,9 @@ class StateStore:
 
     def close(self) -> None:
         if self._db is not None:
-            self._db.close()
+            self._db.close()  # folds the journal into the snapshot: after a clean stop the file says it all
             self._db = None
+            self._storage = None
         if self._lock_file is not None:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
@@ -146,14 +150,17 @@ class StateStore:
             batch, self._pending = self._pending, []
             changes = [change for change, _ in batch]
             try:
-                call_ids, next_id = await asyncio.to_thread(self._write, changes)
+                assigned, dropped, next_id = await asyncio.to_thread(self._write, changes)
             except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
                 error = exc if isinstance(exc, StateError) else StateError(f"state write failed: {exc}")
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            self._call_ids, self._next_call_id = call_ids, next_id
+            for room in dropped:
+                self._call_ids.pop(room, None)
+            self._call_ids.update(assigned)
+            self._next_call_id = next_id
             self.writes += 1
             for change in changes:
                 self._apply_view(change)
@@ -171,8 +178,9 @@ class StateStore:
         for seq in change.settle_notifications:
             self.outbox.pop(seq, None)
 
-    def _write(self, changes: Iterable[Change]) -> tuple[dict[str, int], int]:
-        """Runs in a worker thread; touches only the TinyDB storage and local copies."""
+    def _write(self, changes: Iterable[Change]) -> tuple[dict[str, int], list[str], int]:
+        """Runs in a worker thread; writes only the storage (the id map it reads changes only in
+        `_drain`, after this returns)."""
         assert self._db is not None and self._storage is not None
         put: dict[str, Call] = {}
         drop: set[str] = set()
@@ -190,25 +198,24 @@ class StateStore:
             for seq in change.settle_notifications:
                 if add.pop(seq, None) is None:
                     settle.add(seq)
-        call_ids = dict(self._call_ids)
+        # Only what changed is touched (no copy of the id map): the cost stays O(batch).
         next_id = self._next_call_id
-        stale = [call_ids.pop(room) for room in (*put, *drop) if room in call_ids]
-        docs = []
+        assigned: dict[str, int] = {}
+        calls: dict[str, object] = {}
+        for room in drop:
+            if room in self._call_ids:
+                calls[str(self._call_ids[room])] = None
         for room, call in put.items():
-            call_ids[room] = next_id
-            docs.append(Document(call.to_json(), doc_id=next_id))
-            next_id += 1
-        calls, outbox = self._db.table(CALLS), self._db.table(OUTBOX)
-        with self._storage.batch():
-            if stale:
-                calls.remove(doc_ids=stale)
-            if docs:
-                calls.insert_multiple(docs)
-            if settle:
-                outbox.remove(doc_ids=list(settle))
-            if add:
-                outbox.insert_multiple(Document(n.to_json(), doc_id=n.seq) for n in add.values())
-        return call_ids, next_id
+            doc_id = self._call_ids.get(room)
+            if doc_id is None:  # an update keeps its document id
+                doc_id = assigned[room] = next_id
+                next_id += 1
+            calls[str(doc_id)] = call.to_json()
+        outbox: dict[str, object] = {str(seq): None for seq in settle}
+        outbox.update({str(seq): note.to_json() for seq, note in add.items()})
+        ops: Ops = {CALLS: calls, OUTBOX: outbox}
+        self._storage.apply(ops)
+        return assigned, sorted(drop), next_id
 
 
 def summarize(calls: Mapping[str, Call]) -> dict[str, int]:
