@@ -160,7 +160,8 @@ class CallService:
     async def _grant(self, call: Call, user_id: str, initiator: Initiator, *, joining: bool) -> AccessGrant:
         grant = TokenGrant(room_name=call.room_name, user_id=user_id, user_name=initiator.username,
                            owner=user_id == call.started_by,
-                           broadcast=call.call_type is CallType.BROADCAST, exp=call.room_exp)
+                           broadcast=call.call_type is CallType.BROADCAST, exp=call.room_exp,
+                           audio_only=call.call_type is CallType.AUDIO)
         try:
             token = await self._minter.mint(grant)
         except DailyError as exc:

@@ -157,7 +157,8 @@ class DailyEmulator:
             "rooms": sorted(self.rooms),
             "participants": {
                 room: [{"session_id": p.session_id, "user_id": p.user_id, "user_name": p.user_name,
-                        "owner": p.owner} for p in self.meetings.participants(room)]  # fmt: skip
+                        "owner": p.owner, "can_send": sorted(p.can_send), "start_video_off": p.start_video_off}
+                       for p in self.meetings.participants(room)]  # fmt: skip
                 for room in self.meetings.occupied_rooms()
             },
             "webhooks": [{k: v for k, v in h.items() if k != "hmac"} for h in self.webhooks],

@@ -15,6 +15,7 @@ from aiohttp import web
 
 ROOM_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 DEFAULT_MAX_PARTICIPANTS = 200
+SEND_KINDS = frozenset({"video", "audio", "screenVideo", "screenAudio"})
 _RANDOM_NAME_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -150,6 +151,14 @@ class EmulatedParticipant:
     @property
     def hidden(self) -> bool:
         return self.permissions.get("hasPresence") is False
+
+    @property
+    def can_send(self) -> frozenset[str]:
+        """What this participant may send: "video", "audio", "screenVideo", "screenAudio"."""
+        value = self.permissions.get("canSend", True)
+        if value is True:
+            return SEND_KINDS
+        return frozenset(value) if isinstance(value, list) else frozenset()
 
 
 @dataclass(slots=True, kw_only=True)
