@@ -8,8 +8,8 @@ Daily session and never ends the call (the poller and webhooks do, once the room
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import structlog
@@ -43,38 +43,64 @@ def sessions_of(people: Sequence[Any], user_id: str) -> list[Any]:
 
 
 class CallMemo:
-    """Per-call sets kept in memory (who declined, which sessions were ejected); a new call in
-    the room starts empty, and ended calls' entries are dropped once there are many."""
+    """Work done once per call and key (a user's decline, a session's eject), kept in memory: a
+    concurrent or later request for the same key shares its outcome. A new call in the room
+    starts empty; ended calls' entries are dropped once there are many."""
 
     def __init__(self, calls: Mapping[str, Call], *, keep: int = MEMO_KEPT) -> None:
         self._calls = calls
         self._keep = keep
-        self._sets: dict[str, tuple[int, set[str]]] = {}
+        self._done: dict[str, tuple[int, dict[str, asyncio.Future[None]]]] = {}
 
-    def of(self, call: Call) -> set[str]:
-        entry = self._sets.get(call.room_name)
+    def of(self, call: Call) -> dict[str, asyncio.Future[None]]:
+        entry = self._done.get(call.room_name)
         if entry is None or entry[0] != call.message_id:
-            if len(self._sets) >= self._keep:
-                for gone in [r for r, (mid, _) in self._sets.items()
+            if len(self._done) >= self._keep:
+                for gone in [r for r, (mid, _) in self._done.items()
                              if r not in self._calls or self._calls[r].message_id != mid]:
-                    del self._sets[gone]
-            entry = self._sets[call.room_name] = (call.message_id, set())
+                    del self._done[gone]
+            entry = self._done[call.room_name] = (call.message_id, {})
         return entry[1]
+
+    async def once(self, call: Call, key: str, work: Callable[[], Awaitable[None]]) -> bool:
+        """Run `work` unless it ran or runs for `key`; True if this call ran it. A failure is
+        shared with whoever waited, then forgotten, so a retry tries again."""
+        done = self.of(call)
+        existing = done.get(key)
+        if existing is not None:
+            await asyncio.shield(existing)
+            return False
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        done[key] = future  # before the await: a concurrent request waits for this one
+        try:
+            await work()
+        except BaseException as exc:
+            if done.get(key) is future:
+                del done[key]
+            future.set_exception(exc if isinstance(exc, Exception) else
+                                 UpstreamError("interrupted; try again", status=503))
+            raise
+        future.set_result(None)
+        return True
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # nobody else may have waited: no "never retrieved" warning
 
 
 class CallExits:
     def __init__(self, *, store: StateStore, rooms: Ejector, outbox: Outbox, presence: PresenceReads[list[Any]],
-                 room_lock: Callable[[str], AbstractAsyncContextManager[None]],
                  end_call: Callable[..., Awaitable[bool]]) -> None:
         self._store = store
         self._rooms = rooms
         self._outbox = outbox
         self._presence = presence
-        self._room_lock = room_lock
         self._end_call = end_call
-        self._declined = CallMemo(store.calls)  # users whose decline is queued
+        self._declined = CallMemo(store.calls)  # users whose decline is queued (or being queued)
         # Sessions ejected (or being ejected): Daily's presence shows them for up to 15 s more,
-        # and a retried or concurrent leave must not eject again.
+        # so they no longer count as in the room, and a retried leave must not eject again.
         self._ejected = CallMemo(store.calls)
 
     def _tracked(self, room: str) -> Call:
@@ -113,18 +139,20 @@ class CallExits:
             await self._end_call(room, "declined", message_id=call.message_id, background_delete=True)
             return "ended"
         assert claims.local_user_index is not None
-        async with self._room_lock(room):
-            current = self._store.calls.get(room)
-            if current is None or current.message_id != call.message_id or current.state is CallState.ENDING:
-                raise NoCallInProgress()
-            declined = self._declined.of(call)
-            if claims.user_id in declined:
-                return "declined"  # already queued: a retry or a second device tells the IC nothing new
-            await self._store.commit(self._outbox.plan_decline(call, user_id=claims.user_id,
-                                                               local_user_index=claims.local_user_index))
-            declined.add(claims.user_id)
-        self._outbox.wake()
-        log.info("call_declined", room=room, message_id=str(call.message_id), chat_kind=call.chat.kind.value)
+        # No room lock: concurrent declines share one durable write (the store group-commits), and
+        # a decline racing an end is harmless (the local user index only dismisses a ring).
+        current = self._store.calls.get(room)
+        if current is None or current.message_id != call.message_id or current.state is CallState.ENDING:
+            raise NoCallInProgress()
+        lui = claims.local_user_index
+
+        async def queue() -> None:
+            await self._store.commit(self._outbox.plan_decline(call, user_id=claims.user_id, local_user_index=lui))
+            self._outbox.wake()
+            log.info("call_declined", room=room, message_id=str(call.message_id), chat_kind=call.chat.kind.value)
+
+        # a retry or a second device waits for the same durable write, and tells the IC nothing new
+        await self._declined.once(call, claims.user_id, queue)
         return "declined"
 
     # -- leave -------------------------------------------------------------------------------
@@ -143,27 +171,25 @@ class CallExits:
             if not chosen:
                 raise Conflict("that Daily session is not yours in this call")
             target = chosen[0]
-            if target in ejected:
-                return "left"  # already out (or on its way): nothing more to ask Daily
         else:
             mine = [p.id for p in present if p.id not in ejected]
             if len(mine) != 1:
                 raise Conflict("you are not in the call" if not mine else
                                f"you have {len(mine)} sessions in the call: name one (sessionId)")
             target = mine[0]
-        ejected.add(target)  # before the await: a concurrent leave for it must not eject again
-        try:
-            await self._rooms.eject(room, [target], deadline=EJECT_DEADLINE)
-        except DailyNotFound:
-            pass  # the room is gone: so is the session
-        except DailyError as exc:
-            ejected.discard(target)
-            log.warning("leave_eject_failed", room=room, error=str(exc))
-            raise _upstream(exc) from None
-        except BaseException:
-            ejected.discard(target)
-            raise
-        log.info("call_left", room=room, message_id=str(call.message_id), sessions=len(present))
+
+        async def eject() -> None:
+            try:
+                await self._rooms.eject(room, [target], deadline=EJECT_DEADLINE)
+            except DailyNotFound:
+                pass  # the room is gone: so is the session
+            except DailyError as exc:
+                log.warning("leave_eject_failed", room=room, error=str(exc))
+                raise _upstream(exc) from None
+            log.info("call_left", room=room, message_id=str(call.message_id), sessions=len(present))
+
+        # a retried or concurrent leave for the session waits for this eject: Daily is asked once
+        await self._ejected.once(call, target, eject)
         return "left"
 
 

@@ -101,7 +101,7 @@ class CallService:
         self.presence: PresenceReads[list[Any]] = PresenceReads(
             lambda room, deadline: rooms.room_presence(room, deadline=deadline), max_age=presence_max_age)
         self._exits = CallExits(store=store, rooms=rooms, outbox=outbox, presence=self.presence,
-                                room_lock=self._room_lock, end_call=self.end_call)
+                                end_call=self.end_call)
 
     @property
     def calls(self) -> Mapping[str, Call]:
