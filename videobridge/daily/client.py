@@ -6,7 +6,7 @@ limits follow Daily's published tiers: 20 req/s overall, 2 req/s for DELETE /roo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -139,7 +139,7 @@ class DailyClient:
         data = await self._call("GET", "GET /rooms/:name/presence", path, deadline=deadline)
         return [Participant.from_json(p, room=name) for p in data.get("data") or [] if isinstance(p, dict)]
 
-    async def eject(self, name: str, session_ids: list[str] | tuple[str, ...], *,
+    async def eject(self, name: str, session_ids: Sequence[str], *,
                     deadline: float | None = None) -> list[str]:
         """POST /rooms/:name/eject by participant (session) id; the ids Daily ejected (absent ones are not an error)."""
         path = _room_path(name) + "/eject"
