@@ -289,6 +289,9 @@ async def test_leave_refusals(bridge, signer, emulator, notifier):
     for jwt in (start_token(signer, BOB), end_token(signer), decline_token(signer, mid, BOB)):
         status, body = await post(bridge, "/room/leave", jwt)
         assert status == 401 and "not accepted here" in body["message"]
+    for jwt in (participant_token(signer, BOB), decline_token(signer, mid, BOB)):  # nor are they joins
+        status, body = await get_token(bridge, jwt)
+        assert status == 401 and "not accepted here" in body["message"]
     assert daily_calls(emulator) == before
 
 
