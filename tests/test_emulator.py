@@ -410,3 +410,21 @@ async def test_control_routes(emulator: DailyEmulator, http: aiohttp.ClientSessi
     status, _ = await _call(http, emulator, "POST", "/_emulator/rooms/r/leave", json={"session_id": session}, headers={})
     assert status == 404
     assert sum(emulator.requests.values()) == before  # control routes are not Daily API calls
+
+
+async def test_collect_sees_deadlines_moved_by_room_updates(client: DailyClient, http: aiohttp.ClientSession) -> None:
+    clock = FakeClock()
+    emu = DailyEmulator(api_key=API_KEY, clock=clock)
+    await emu.start()
+    try:
+        await _call(http, emu, "POST", "/rooms", json={"name": "r", "properties": {"exp": int(clock.now) + 600}})
+        emu.join("r", await _token(emu, "r", user="a"))
+        emu.join("r", await _token(emu, "r", user="b"))
+        assert len(emu.participants("r")) == 2  # no eject_at_room_exp: nobody is due
+        status, _ = await _call(http, emu, "POST", "/rooms/r", json={"properties": {"eject_at_room_exp": True,
+                                                                                    "exp": int(clock.now) + 60}})
+        assert status == 200 and len(emu.participants("r")) == 2
+        clock.now += 61
+        assert emu.participants("r") == [], "the new exp ejects them"
+    finally:
+        await emu.stop()

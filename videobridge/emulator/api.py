@@ -168,6 +168,7 @@ class DailyApi:
                 room.config.pop(key, None)
             else:
                 room.config[key] = value
+        self._emu.store.touch()
         return web.json_response(room.to_json(self._emu.domain_name))
 
     async def delete_room(self, request: web.Request) -> web.Response:

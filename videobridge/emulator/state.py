@@ -95,6 +95,7 @@ class RoomStore:
         self._rooms: dict[str, RoomRecord] = {}
         self._seq_by_id: dict[str, int] = {}  # survives deletion so paging cursors stay valid
         self._next_seq = 0
+        self.version = 0  # bumped by every create, update and remove (the emulator's collect() caches on it)
 
     def live(self, name: str) -> RoomRecord | None:
         room = self._rooms.get(name)
@@ -107,6 +108,7 @@ class RoomStore:
 
     def create(self, name: str, privacy: str, config: Mapping[str, Any]) -> RoomRecord:
         self._next_seq += 1
+        self.version += 1
         room = RoomRecord(
             name=name,
             id=str(uuid.uuid4()),
@@ -119,7 +121,12 @@ class RoomStore:
         self._seq_by_id[room.id] = room.seq
         return room
 
+    def touch(self) -> None:
+        """A room's config changed in place (POST /rooms/:name)."""
+        self.version += 1
+
     def remove(self, name: str) -> RoomRecord | None:
+        self.version += 1
         return self._rooms.pop(name, None)
 
     def seq_of(self, room_id: str) -> int | None:
