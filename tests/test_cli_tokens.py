@@ -116,3 +116,51 @@ def test_decode_openchat_jwt(workdir: Path) -> None:
 def test_decode_rejects_what_is_not_a_jwt(workdir: Path) -> None:
     one_line_error(invoke(["token", "decode", "hello"], base_env()), 2, "not a JWT")
     one_line_error(invoke(["token", "decode", "a.b.c"], base_env()), 2, "not a JWT")
+
+
+def test_mint_audio_tokens_send_audio_only(servers: Servers, workdir: Path) -> None:
+    make_room(servers, "debug")
+    env = daily_env(servers, workdir / "state.json")
+    result = invoke(["token", "mint", "debug", "--user-id", "ops", "--user-name", "Ops", "--audio", "--json"], env)
+    assert result.exit_code == 0, result.output
+    claims = json.loads(result.stdout)["claims"]
+    assert claims["vo"] is True and claims["p"] == {"hp": True, "cs": "a", "ca": False}
+    servers.call(lambda: servers.emulator.join("debug", json.loads(result.stdout)["token"]))
+    [p] = servers.emulator.participants("debug")
+    assert p.can_send == {"audio"} and p.start_video_off
+    human = invoke(["token", "decode", json.loads(result.stdout)["token"]], env)
+    assert human.exit_code == 0 and "audio only" in human.stdout
+    assert invoke(["rooms", "create", "--chat", f"group:{GROUP}", "--broadcast"], env).exit_code == 0
+    one_line_error(invoke(["token", "mint", GROUP_ROOM, "--user-id", "x", "--user-name", "x", "--audio"], env),
+                   2, "Broadcast room")
+
+
+def test_decode_shows_what_the_bridge_makes_of_new_claim_types(workdir: Path) -> None:
+    signer = DevSigner()
+    env = base_env(OC_PUBLIC=signer.public_pem)
+    lui = "nq4qv-wqaaa-aaaaf-bhdgq-cai"
+    cases = {
+        signer.video_call_token("StartVideoCall", user_id=ALICE, chat_id={"Group": GROUP}, audio_only=True):
+            {"claimType": "StartVideoCall", "callType": "Audio", "paths": ["GET /room/meeting_access_token"]},
+        signer.video_call_token("DeclineVideoCall", user_id=ALICE, chat_id={"Group": GROUP},
+                                message_id=str(2**64 - 1), local_user_index=lui):
+            {"claimType": "DeclineVideoCall", "messageId": str(2**64 - 1), "localUserIndex": lui,
+             "paths": ["POST /room/decline"]},
+        signer.video_call_token("VideoCallParticipant", user_id=ALICE, chat_id={"Group": GROUP},
+                                local_user_index=lui):
+            {"claimType": "VideoCallParticipant", "localUserIndex": lui,
+             "paths": ["POST /room/decline", "POST /room/leave"]},
+        signer.video_call_token("JoinVideoCall", user_id=ALICE, chat_id={"Group": GROUP}):
+            {"claimType": "JoinVideoCall", "paths": ["GET /room/meeting_access_token", "POST /room/leave"]},
+    }
+    for token, expected in cases.items():
+        result = invoke(["token", "decode", token, "--json"], env)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["videoCall"] == {"valid": True, **expected}
+    human = invoke(["token", "decode", next(iter(cases))], env).stdout
+    assert "Audio" in human and "accepted by" in human
+    bad = signer.video_call_token("DeclineVideoCall", user_id=ALICE, chat_id={"Group": GROUP}, message_id="0",
+                                  local_user_index=lui)
+    report = json.loads(invoke(["token", "decode", bad, "--json"], env).stdout)
+    assert report["videoCall"]["valid"] is False and "message_id" in report["videoCall"]["problem"]
+    assert "refuses it" in invoke(["token", "decode", bad], env).stdout

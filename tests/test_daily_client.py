@@ -413,3 +413,27 @@ async def test_unexpected_answer_shape_is_unavailable(mocked: tuple[aioresponses
     with pytest.raises(DailyUnavailable, match="unexpected answer shape"):
         await c.presence()
     assert recorder.done == [("GET /presence", "unavailable")]
+
+
+async def test_eject_removes_sessions_and_ignores_absent_ones(client: DailyClient, emulator: DailyEmulator) -> None:
+    await client.create_room("live", privacy="public", properties={})
+    first, second = emulator.join("live", None), emulator.join("live", None)
+    assert await client.eject("live", [first, "6f1c2a52-0000-4000-8000-000000000000"]) == [first]
+    assert [p.id for p in await client.room_presence("live")] == [second]
+    assert await client.eject("live", [first]) == []  # already gone: still a success
+    assert emulator.requests["POST /rooms/:name/eject"] == 2
+    with pytest.raises(DailyNotFound):
+        await client.eject("nowhere", [second])
+
+
+async def test_eject_sends_ids_and_reads_ejected_ids(mocked: tuple[aioresponses, DailyClient]) -> None:
+    m, c = mocked
+    m.post(ROOM_URL + "/eject", payload={"ejectedIds": ["s-1"]})
+    m.post(ROOM_URL + "/eject", payload={})
+    m.post(ROOM_URL + "/eject", status=503, repeat=True)
+    assert await c.eject("abc", ["s-1"]) == ["s-1"]
+    [(_, calls)] = [(k, v) for k, v in m.requests.items() if k[0] == "POST"]
+    assert calls[0].kwargs["json"] == {"ids": ["s-1"]}
+    assert await c.eject("abc", ["s-2"]) == []
+    with pytest.raises(DailyUnavailable):
+        await c.eject("abc", ["s-3"], deadline=0.2)

@@ -216,3 +216,52 @@ async def test_rest_token_properties_are_validated(client: DailyClient) -> None:
         await client.create_meeting_token({"room_name": "r", "user_id": "x" * 37})
     with pytest.raises(DailyRejected, match="unknown property"):
         await client.create_meeting_token({"r": "short names are for self-signed tokens"})
+
+
+# -- audio calls (SPEC §9) -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("owner", [True, False])
+def test_audio_tokens_send_audio_only_and_start_with_the_camera_off(owner: bool) -> None:
+    audio = replace(grant(owner=owner, broadcast=False), audio_only=True)
+    token = self_signed_token(audio, api_key=API_KEY, domain_id=DOMAIN_ID, now=NOW)
+    assert decode(token) == {**BASE_CLAIMS, "o": owner, "vo": True, "p": {"hp": True, "cs": "a", "ca": owner}}
+    base = {"room_name": "GAAAAAAHwqV0BAQ", "user_id": "724ke-xyaaa-aaaan-ayptq-cai", "user_name": "alice", "exp": EXP}
+    assert rest_token_properties(audio) == {
+        **base, "is_owner": owner, "start_video_off": True,
+        "permissions": {"hasPresence": True, "canSend": ["audio"], "canAdmin": owner},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("self_signing", [True, False])
+@pytest.mark.parametrize("owner", [True, False])
+async def test_emulator_takes_audio_tokens_as_audio_only(
+    client: DailyClient, emulator: DailyEmulator, owner: bool, self_signing: bool
+) -> None:
+    exp = await _room(client)
+    minter = TokenMinter(api_key=API_KEY, domain_id=emulator.domain_id if self_signing else None, client=client)
+    token = await minter.mint(replace(grant(owner=owner, broadcast=False, room="room1", exp=exp), audio_only=True))
+    emulator.join("room1", token)
+    [p] = emulator.participants("room1")
+    assert p.can_send == {"audio"} and p.start_video_off and not p.start_audio_off
+    assert p.owner is owner and p.permissions["canAdmin"] is owner
+    assert emulator.requests["POST /meeting-tokens"] == (0 if self_signing else 1)
+
+
+async def test_emulator_refuses_permissions_daily_would_not_understand(
+    client: DailyClient, emulator: DailyEmulator
+) -> None:
+    exp = await _room(client)
+    good = {"r": "room1", "d": emulator.domain_id, "iat": int(time.time()), "exp": exp, "ud": "u", "u": "n"}
+    for bad in ({"p": {"cs": "a,x"}}, {"p": {"cs": ["audio"]}}, {"p": {"canSend": "a"}}, {"p": {"hp": "yes"}},
+                {"p": "a"}, {"vo": "true"}, {"o": 1}, {"p": {"ca": "z"}}):
+        with pytest.raises(EmulatorError) as caught:
+            emulator.join("room1", _signed({**good, **bad}))
+        assert caught.value.reason == "invalid-token", bad
+    for bad_rest in ({"permissions": {"canSend": ["a"]}}, {"permissions": {"canSend": "audio"}},
+                     {"start_video_off": "yes"}, {"permissions": {"sendOnly": True}}):
+        with pytest.raises(DailyRejected):
+            await client.create_meeting_token({"room_name": "room1", **bad_rest})
+    emulator.join("room1", _signed({**good, "vo": True, "p": {"hp": True, "cs": "v,a,sv", "ca": "p"}}))
+    [p] = emulator.participants("room1")
+    assert p.can_send == {"video", "audio", "screenVideo"} and p.permissions["canAdmin"] == ["participants"]

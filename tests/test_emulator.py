@@ -327,6 +327,29 @@ async def test_delete_room_kicks_everyone(client: DailyClient, emulator: DailyEm
     assert [verify(r)["type"] for r in receiver.events] == ["participant.left", "participant.left", "meeting.ended"]
 
 
+async def test_eject_fires_participant_left_and_keeps_the_meeting(
+    client: DailyClient, emulator: DailyEmulator, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    await client.create_webhook(url=receiver.url, hmac=HMAC, event_types=["participant.left", "meeting.ended"])
+    await client.create_room("r", properties={})
+    a = emulator.join("r", await _token(emulator, "r", user="a"))
+    b1 = emulator.join("r", await _token(emulator, "r", user="b"))
+    b2 = emulator.join("r", await _token(emulator, "r", user="b"))
+    status, body = await _call(http, emulator, "POST", "/rooms/r/eject", json={"ids": [b1, "absent"]})
+    assert status == 200 and body == {"ejectedIds": [b1]}
+    status, body = await _call(http, emulator, "POST", "/rooms/r/eject", json={"user_ids": ["b"]})
+    assert status == 200 and body == {"ejectedIds": [b2]}
+    await emulator.drain_webhooks()
+    left = [verify(r) for r in receiver.events]
+    assert [(e["type"], e["payload"]["session_id"]) for e in left] == [("participant.left", b1), ("participant.left", b2)]
+    assert [p.session_id for p in emulator.participants("r")] == [a], "the meeting goes on"
+    for bad in ({}, {"ids": "x"}, {"ids": [1]}, {"ids": ["x"] * 101}, {"ids": [a], "ban": True}):
+        status, body = await _call(http, emulator, "POST", "/rooms/r/eject", json=bad)
+        assert status == 400 and body["error"] == "invalid-request-error", bad
+    status, _ = await _call(http, emulator, "POST", "/rooms/gone/eject", json={"ids": [a]})
+    assert status == 404 and len(emulator.participants("r")) == 1
+
+
 # -- faults --------------------------------------------------------------------------------------
 
 
@@ -488,5 +511,23 @@ async def test_webhook_retries_keep_or_renew_their_timestamp(receiver: Receiver,
         verify(last)
         stamps = (first.headers["X-Webhook-Timestamp"], last.headers["X-Webhook-Timestamp"])
         assert (stamps[0] == stamps[1]) is (mode == "original")
+    finally:
+        await emu.stop()
+
+
+async def test_collect_sees_deadlines_moved_by_room_updates(client: DailyClient, http: aiohttp.ClientSession) -> None:
+    clock = FakeClock()
+    emu = DailyEmulator(api_key=API_KEY, clock=clock)
+    await emu.start()
+    try:
+        await _call(http, emu, "POST", "/rooms", json={"name": "r", "properties": {"exp": int(clock.now) + 600}})
+        emu.join("r", await _token(emu, "r", user="a"))
+        emu.join("r", await _token(emu, "r", user="b"))
+        assert len(emu.participants("r")) == 2  # no eject_at_room_exp: nobody is due
+        status, _ = await _call(http, emu, "POST", "/rooms/r", json={"properties": {"eject_at_room_exp": True,
+                                                                                    "exp": int(clock.now) + 60}})
+        assert status == 200 and len(emu.participants("r")) == 2
+        clock.now += 61
+        assert emu.participants("r") == [], "the new exp ejects them"
     finally:
         await emu.stop()

@@ -146,7 +146,8 @@ async def test_500_clients_mixing_starts_joins_and_ends(tmp_path: Path) -> None:
     created = daily["POST /rooms"] + daily.get("POST /rooms/:name", 0)
     assert sum(len(ids) for ids in tally.new_calls.values()) == created
     checked = sum(v for k, v in tally.outcomes.items() if k.startswith("end") and "no call in progress" not in k)
-    assert daily["GET /rooms/:name/presence"] == checked, "an end costs one presence check (if there is a call)"
+    # an end costs at most one presence check (if there is a call): ends for one room share reads
+    assert 0 < daily["GET /rooms/:name/presence"] <= checked, (daily, checked)
     # The state file loads and every notification went out (graceful stop).
     calls, outbox = read_state(state)
     assert not outbox

@@ -1,7 +1,7 @@
 """Fault injection through the Daily emulator and the fake IC.
 
 Daily 5xx, 429 storms, timeouts and slow answers; IC outages, hangs and 5xx. The service must answer
-within its deadlines (starts: 10 s of Daily retries; end_meeting's room check: 5 s; Daily calls in
+within its deadlines (starts: 10 s of Daily retries; end_meeting's room check: 1.5 s, as decline's and leave's; Daily calls in
 general: 20 s) with clear JSON errors, keep joins working (they need no Daily call), change no state
 on failure, and recover by itself once the fault is gone.
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import structlog
 
 from videobridge.auth import ClaimType, VideoCallClaims
+from videobridge.call_exits import PRESENCE_DEADLINE, CallExits
 from videobridge.chats import room_name
 from videobridge.daily.errors import (
     DailyError, DailyNotFound, DailyRateLimited, DailyRoomExists, DailyUnavailable,
@@ -28,6 +29,7 @@ from videobridge.meetings import MeetingBook
 from videobridge.events import EventSink
 from videobridge.models import Call, CallState, CallType, Initiator
 from videobridge.outbox import Outbox
+from videobridge.presence_reads import PresenceReads
 from videobridge.roomconfig import reuse_properties, room_lifetime, room_properties
 from videobridge.store import Change, StateStore
 
@@ -46,6 +48,7 @@ class Rooms(Protocol):
     def delete_slot(self) -> AbstractAsyncContextManager[Any]: ...
     async def room_presence(self, name: str, *, deadline: float | None = None) -> list[Any]: ...
     async def get_meeting(self, meeting_id: str, *, deadline: float | None = None) -> Any: ...
+    async def eject(self, name: str, session_ids: Sequence[str], *, deadline: float | None = None) -> list[str]: ...
 
 
 class Minter(Protocol):
@@ -85,7 +88,7 @@ class CallService:
     def __init__(self, *, store: StateStore, rooms: Rooms, minter: Minter, outbox: Outbox,
                  start_grace: float = 300.0, start_deadline: float = 10.0,
                  clock: Callable[[], float] = time.time, observer: CallObserver | None = None,
-                 events: EventSink | None = None) -> None:
+                 events: EventSink | None = None, presence_max_age: float = 2.0) -> None:
         self._store = store
         self._rooms = rooms
         self._minter = minter
@@ -99,6 +102,11 @@ class CallService:
         self._empty_polls: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ending: set[tuple[str, str, int]] = set()
+        # end_meeting, decline and leave read presence through here: one Daily read per room and burst
+        self.presence: PresenceReads[list[Any]] = PresenceReads(
+            lambda room, deadline: rooms.room_presence(room, deadline=deadline), max_age=presence_max_age)
+        self._exits = CallExits(store=store, rooms=rooms, outbox=outbox, presence=self.presence,
+                                end_call=self.end_call)
         self.meetings = MeetingBook()
         self.presence_lists_hidden = False  # learnt once presence shows a Broadcast viewer
 
@@ -180,7 +188,8 @@ class CallService:
     async def _grant(self, call: Call, user_id: str, initiator: Initiator, *, joining: bool) -> AccessGrant:
         grant = TokenGrant(room_name=call.room_name, user_id=user_id, user_name=initiator.username,
                            owner=user_id == call.started_by,
-                           broadcast=call.call_type is CallType.BROADCAST, exp=call.room_exp)
+                           broadcast=call.call_type is CallType.BROADCAST, exp=call.room_exp,
+                           audio_only=call.call_type is CallType.AUDIO)
         try:
             token = await self._minter.mint(grant)
         except DailyError as exc:
@@ -195,7 +204,7 @@ class CallService:
         if call is None or call.state is CallState.ENDING:
             return {"ended": False, "roomName": room, "reason": "no call in progress"}
         try:
-            people = await self._rooms.room_presence(room, deadline=5.0)
+            people = await self.presence.get(room, tag=call.message_id, deadline=PRESENCE_DEADLINE)
         except DailyError as exc:
             log.warning("end_meeting_presence_failed", room=room, error=str(exc))
             return {"ended": False, "roomName": room,
@@ -229,6 +238,15 @@ class CallService:
             return True
         peak = meeting.max_participants
         return bool(meeting.ongoing) and (peak is None or peak > len(people))
+
+    # -- decline and leave (SPEC §9; the logic lives in call_exits.py) -------------------------
+    async def decline(self, claims: VideoCallClaims) -> str:
+        """`POST /room/decline`: "ended" (direct chat) or "declined" (group/channel, the call goes on)."""
+        return await self._exits.decline(claims)
+
+    async def leave(self, claims: VideoCallClaims, session_id: str | None) -> str:
+        """`POST /room/leave`: eject the user's Daily session; never ends the call."""
+        return await self._exits.leave(claims, session_id)
 
     async def end_call(self, room: str, reason: str, *, message_id: int | None = None,
                        background_delete: bool = False) -> bool:

@@ -53,3 +53,18 @@ class UpstreamError(RequestError):
     """Daily failed us: 502 when it answered badly, 503 when it could not be reached."""
 
     status = 502
+
+
+class NoCallInProgress(RequestError):
+    """Decline or leave with no tracked call in the token's chat."""
+
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("No call in progress")
+
+
+class Conflict(RequestError):
+    """The request does not fit the call as it is now (another call, or who is in the room)."""
+
+    status = 409

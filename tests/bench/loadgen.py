@@ -16,6 +16,7 @@ class Req:
     method: str
     path: str
     headers: dict[str, str]
+    body: bytes | None = None
 
 
 @dataclass
@@ -55,7 +56,7 @@ async def run(http: aiohttp.ClientSession, base: str, reqs: Sequence[Req], concu
             index += 1
             started = perf()
             try:
-                async with http.request(req.method, base + req.path, headers=req.headers) as resp:
+                async with http.request(req.method, base + req.path, headers=req.headers, data=req.body) as resp:
                     body = await resp.read()
                     status = resp.status
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:

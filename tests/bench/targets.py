@@ -4,7 +4,8 @@
     python tests/bench/targets.py floor --pem-file F --api-key K --room R
     python tests/bench/targets.py emulator --api-key K
 
-`bare`  answers every request with a fixed JSON body of N bytes: aiohttp's own limit.
+`bare`  answers every request with a fixed JSON body of N bytes (decline and leave: 204, no
+        body): aiohttp's own limit.
 `floor` does only the unavoidable work of a join with the libraries the bridge uses: verify the
         request's ES256 JWT (PyJWT + cryptography) and sign an HS256 Daily meeting token (PyJWT).
 `emulator` serves the Daily emulator (a third process, so its work never competes with the
@@ -32,8 +33,14 @@ def bare_app(body_size: int) -> web.Application:
     async def handle(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type="application/json")
 
+    async def no_content(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=204)
+
     app = web.Application()
     app.router.add_get("/room/meeting_access_token", handle)
+    app.router.add_post("/room/decline", no_content)  # decline and leave answer 204 with no body
+    app.router.add_post("/room/leave", no_content)
     return app
 
 

@@ -45,7 +45,8 @@ def _ttl(text: str | None) -> int | None:
 
 @app.command("mint", epilog="Examples:\n\n"
              "  videobridge token mint GAAAAAAHwqV0BAQ --user-id ops --user-name Ops --owner\n\n"
-             "  videobridge token mint debug-room --user-id ops --user-name Ops --ttl 15m --json")
+             "  videobridge token mint debug-room --user-id ops --user-name Ops --ttl 15m --json\n\n"
+             "  videobridge token mint GAAAAAAHwqV0BAQ --user-id ops --user-name Ops --audio")
 @handle_errors
 def mint(
     room: Annotated[str, typer.Argument(help="The Daily room the token is for.", show_default=False)],
@@ -55,6 +56,8 @@ def mint(
     owner: Annotated[bool, typer.Option("--owner", help="Meeting owner (presenter in a Broadcast room).")] = False,
     ttl: Annotated[str | None, typer.Option("--ttl", help="Lifetime (e.g. 900, 15m, 1h); at most the room's expiry.",
                                             show_default=False)] = None,
+    audio: Annotated[bool, typer.Option("--audio", help="An Audio call's token: sends audio only, camera off "
+                                        "at the start (as the bridge mints them for Audio calls).")] = False,
     env_file: EnvFile = None,
     json: Json = False,
 ) -> None:
@@ -66,7 +69,7 @@ def mint(
     if not user_id.strip() or not user_name.strip():
         raise OperatorError("--user-id and --user-name must not be empty", code=USAGE)
     settings = load(env_file, require=("DAILY_API_KEY",))
-    token, self_signed, exp = run(_mint(settings, room, user_id.strip(), user_name.strip(), owner, seconds))
+    token, self_signed, exp = run(_mint(settings, room, user_id.strip(), user_name.strip(), owner, seconds, audio))
     if json:
         import jwt
 
@@ -74,11 +77,12 @@ def mint(
         print_json({"token": token, "room": room, "selfSigned": self_signed, "exp": exp, "claims": claims})
         return
     sys.stdout.write(token + "\n")
-    note(f"token for {room}: user {user_id[:36]}{' (owner)' if owner else ''}, expires {when(exp)}")
+    note(f"token for {room}: user {user_id[:36]}{' (owner)' if owner else ''}{', audio only' if audio else ''}, "
+         f"expires {when(exp)}")
 
 
 async def _mint(settings: Settings, room: str, user_id: str, user_name: str, owner: bool,
-                ttl: int | None) -> tuple[str, bool, int]:
+                ttl: int | None, audio: bool = False) -> tuple[str, bool, int]:
     from videobridge.daily import DailyError, DailyNotFound, TokenGrant, TokenMinter
 
     now = int(time.time())
@@ -98,8 +102,11 @@ async def _mint(settings: Settings, room: str, user_id: str, user_name: str, own
             exp = min(exp, now + ttl)
         if exp <= now:
             raise OperatorError(f"room {room} has expired")
+        broadcast = bool(found.config.get("enable_hidden_participants"))
+        if audio and broadcast:
+            raise OperatorError(f"room {room} is a Broadcast room: Audio tokens are for Default rooms", code=USAGE)
         grant = TokenGrant(room_name=room, user_id=user_id, user_name=user_name, owner=owner,
-                           broadcast=bool(found.config.get("enable_hidden_participants")), exp=exp)
+                           broadcast=broadcast, exp=exp, audio_only=audio)
         assert settings.daily_api_key
         minter = TokenMinter(api_key=settings.daily_api_key, domain_id=domain_id, client=daily)
         return await minter.mint(grant), minter.self_signing, exp
@@ -155,10 +162,11 @@ def inspect_token(text: str, settings: Settings) -> dict[str, Any]:
                               "expired": isinstance(claims.get("exp"), int) and claims["exp"] < time.time()}
     key: Any = None
     if alg == "HS256" and ("r" in claims or "room_name" in claims or "d" in claims):
-        report.update(kind="daily", key="DAILY_API_KEY", room=claims.get("r", claims.get("room_name")))
+        report.update(kind="daily", key="DAILY_API_KEY", room=claims.get("r", claims.get("room_name")),
+                      sends=_daily_sends(claims))
         key = settings.daily_api_key
     elif alg == "ES256":
-        report.update(kind="openchat", key="OC_PUBLIC", room=_openchat_room(claims))
+        report.update(kind="openchat", key="OC_PUBLIC", room=_openchat_room(claims), videoCall=_video_call(claims))
         if settings.oc_public:
             from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -176,6 +184,47 @@ def inspect_token(text: str, settings: Settings) -> dict[str, Any]:
     return report
 
 
+# Which path takes which claim type (SPEC §9).
+_PATHS = (("ACCESS_CLAIMS", "GET /room/meeting_access_token"), ("END_CLAIMS", "POST /room/end_meeting"),
+          ("DECLINE_CLAIMS", "POST /room/decline"), ("LEAVE_CLAIMS", "POST /room/leave"))
+
+
+def _video_call(claims: dict[str, Any]) -> dict[str, Any]:
+    """What the bridge makes of an OpenChat JWT's claims (expiry aside: shown on its own)."""
+    import videobridge.auth as auth
+    from videobridge.errors import AuthError
+
+    exp = claims.get("exp")
+    try:
+        parsed = auth.parse_claims(claims, now=exp - 1 if isinstance(exp, int) and not isinstance(exp, bool) else None)
+    except AuthError as exc:
+        return {"valid": False, "problem": str(exc)}
+    out: dict[str, Any] = {"valid": True, "claimType": parsed.claim_type.value,
+                           "paths": [path for name, path in _PATHS if parsed.claim_type in getattr(auth, name)]}
+    if parsed.claim_type is auth.ClaimType.START:
+        out["callType"] = parsed.call_type.value  # Audio = Default + audio_only
+    if parsed.local_user_index is not None:
+        out["localUserIndex"] = parsed.local_user_index
+    if parsed.message_id is not None:
+        out["messageId"] = str(parsed.message_id)
+    return out
+
+
+def _daily_sends(claims: dict[str, Any]) -> str | None:
+    """A Daily token's `p.cs` in words ("audio only" for an Audio call's tokens)."""
+    perms = claims.get("p")
+    if not isinstance(perms, dict) or "cs" not in perms:
+        return None
+    value = perms["cs"]
+    if value is True:
+        return "everything"
+    if value is False:
+        return "nothing"
+    names = {"v": "video", "a": "audio", "sv": "screen video", "sa": "screen audio"}
+    parts = [names.get(p.strip(), p.strip()) for p in str(value).split(",") if p.strip()]
+    return " and ".join(parts) + (" only" if parts else "")
+
+
 def _openchat_room(claims: dict[str, Any]) -> str | None:
     from videobridge.chats import InvalidChat, chat_from_claim, room_name
 
@@ -184,6 +233,20 @@ def _openchat_room(claims: dict[str, Any]) -> str | None:
         return room_name(chat_from_claim(claims.get("chat_id"), user if isinstance(user, str) else ""))
     except (InvalidChat, ValueError):
         return None
+
+
+def _meaning_rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    if report.get("sends"):
+        return [("may send", report["sends"])]
+    call = report.get("videoCall")
+    if not call:
+        return []
+    if not call["valid"]:
+        return [("bridge", f"refuses it: {call['problem']}")]
+    rows: list[tuple[str, Any]] = [("claim type", call["claimType"]), ("accepted by", ", ".join(call["paths"]))]
+    labels = {"callType": "call type", "messageId": "message id", "localUserIndex": "local user index"}
+    rows += [(label, call[key]) for key, label in labels.items() if key in call]
+    return rows
 
 
 def _show(report: dict[str, Any]) -> None:
@@ -196,6 +259,7 @@ def _show(report: dict[str, Any]) -> None:
         ("signature", signature[report["signature"]]),
         ("expires", ("EXPIRED " if report["expired"] else "") + when(exp)),
         ("room", report["room"] or "-"),
+        *_meaning_rows(report),
     ])
     names = DAILY_CLAIMS if report["kind"] == "daily" else {}
     rows = []

@@ -190,6 +190,15 @@ class DailyClient:
         data = await self._call("GET", "GET /rooms/:name/presence", path, deadline=deadline)
         return [Participant.from_json(p, room=name) for p in data.get("data") or [] if isinstance(p, dict)]
 
+    async def eject(self, name: str, session_ids: Sequence[str], *,
+                    deadline: float | None = None) -> list[str]:
+        """POST /rooms/:name/eject by participant (session) id; the ids Daily ejected (absent ones are not an error)."""
+        path = _room_path(name) + "/eject"
+        data = await self._call("POST", "POST /rooms/:name/eject", path, body={"ids": list(session_ids)},
+                                deadline=deadline)
+        ejected = data.get("ejectedIds")
+        return [str(i) for i in ejected] if isinstance(ejected, list) else []
+
     async def presence(self, *, deadline: float | None = None) -> dict[str, list[Participant]]:
         data = await self._call("GET", "GET /presence", "/presence", deadline=deadline)
         return {

@@ -24,6 +24,9 @@ USER_ID_MAX = 36  # Daily rejects longer user_id values
 _OWNER_P = {"hp": True, "cs": True, "ca": True}
 _PARTICIPANT_P = {"hp": True, "cs": True, "ca": False}
 _AUDIENCE_P = {"hp": False, "cs": False, "ca": False}  # Broadcast: hidden, receive only
+# Audio calls (SPEC §9): everyone, owner included, may send audio only.
+_AUDIO_OWNER_P = {"hp": True, "cs": "a", "ca": True}
+_AUDIO_PARTICIPANT_P = {"hp": True, "cs": "a", "ca": False}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +37,7 @@ class TokenGrant:
     owner: bool  # the user who started the call (presenter in a Broadcast)
     broadcast: bool
     exp: int  # unix seconds; equal to the room's exp
+    audio_only: bool = False  # an Audio call: send audio only, camera off at the start
 
 
 _HS256 = jwt.get_algorithm_by_name("HS256")
@@ -60,7 +64,10 @@ def self_signed_token(grant: TokenGrant, *, api_key: str, domain_id: str, now: i
         "u": grant.user_name,
         "o": grant.owner,
     }
-    if grant.owner:
+    if grant.audio_only:
+        claims["vo"] = True
+        claims["p"] = _AUDIO_OWNER_P if grant.owner else _AUDIO_PARTICIPANT_P
+    elif grant.owner:
         claims["p"] = _OWNER_P
     elif grant.broadcast:
         claims["vo"] = True
@@ -89,6 +96,9 @@ def rest_token_properties(grant: TokenGrant) -> dict[str, Any]:
     if audience:
         props["start_video_off"] = True
         props["start_audio_off"] = True
+    elif grant.audio_only:
+        props["start_video_off"] = True
+        props["permissions"]["canSend"] = ["audio"]
     return props
 
 

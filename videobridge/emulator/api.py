@@ -74,6 +74,17 @@ def _check_fields(body: dict[str, Any]) -> None:
         raise _invalid(f"unknown field {unknown[0]}; a room takes name, privacy and properties")
 
 
+def _id_list(body: dict[str, Any], key: str) -> list[str]:
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _invalid(f"{key} must be an array of strings")
+    if len(value) > 100:
+        raise _invalid(f"{key} takes at most 100 entries")
+    return value
+
+
 def _check_privacy(privacy: Any) -> str:
     if privacy not in ("public", "private"):
         raise _invalid("privacy must be 'public' or 'private'")
@@ -93,6 +104,7 @@ class DailyApi:
         r.add_post("/rooms/{name}", self.update_room)
         r.add_delete("/rooms/{name}", self.delete_room)
         r.add_get("/rooms/{name}/presence", self.room_presence, allow_head=False)
+        r.add_post("/rooms/{name}/eject", self.eject)
         r.add_get("/presence", self.presence, allow_head=False)
         r.add_get("/meetings/{meeting}", self.get_meeting, allow_head=False)
         r.add_post("/meeting-tokens", self.create_token)
@@ -167,6 +179,7 @@ class DailyApi:
                 room.config.pop(key, None)
             else:
                 room.config[key] = value
+        self._emu.store.touch()
         return web.json_response(room.to_json(self._emu.domain_name))
 
     async def delete_room(self, request: web.Request) -> web.Response:
@@ -195,6 +208,24 @@ class DailyApi:
         if "limit" in query and query["limit"].isdigit():
             people = people[: int(query["limit"])]
         return web.json_response({"total_count": total, "data": people})
+
+    async def eject(self, request: web.Request) -> web.Response:
+        """Participants leave at once (participant.left fires); unknown ids are not an error."""
+        name = request.match_info["name"]
+        self._live_room(name)
+        body = await _body(request)
+        ids, user_ids = _id_list(body, "ids"), _id_list(body, "user_ids")
+        if not ids and not user_ids:
+            raise _invalid("ids or user_ids is required")
+        if body.get("ban", False) is not False:
+            raise _invalid("ban must be false (banning is not emulated)")
+        meetings = self._emu.meetings
+        wanted = set(ids)
+        ejected = [p.session_id for p in meetings.participants(name)
+                   if p.session_id in wanted or (p.user_id is not None and p.user_id in user_ids)]
+        for session_id in ejected:
+            meetings.remove(name, session_id)
+        return web.json_response({"ejectedIds": ejected})
 
     async def presence(self, request: web.Request) -> web.Response:
         emu = self._emu

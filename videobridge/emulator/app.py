@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hmac
+import math
 import re
 import time
 import uuid
@@ -68,6 +69,9 @@ class DailyEmulator:
         self.meetings = Meetings(clock=clock, ended_delay=meeting_ended_delay, publish=self.dispatcher.publish)
         self.base_url: str | None = None
         self._faults: list[Fault] = []
+        self._joins = 0  # a join may move collect()'s next eject time
+        self._collected_at: tuple[int, int] | None = None
+        self._collect_due = math.inf
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
@@ -170,7 +174,8 @@ class DailyEmulator:
             "rooms": sorted(self.rooms),
             "participants": {
                 room: [{"session_id": p.session_id, "user_id": p.user_id, "user_name": p.user_name,
-                        "owner": p.owner} for p in self.meetings.participants(room)]  # fmt: skip
+                        "owner": p.owner, "can_send": sorted(p.can_send), "start_video_off": p.start_video_off}
+                       for p in self.meetings.participants(room)]  # fmt: skip
                 for room in self.meetings.occupied_rooms()
             },
             "webhooks": [{k: v for k, v in h.items() if k != "hmac"} for h in self.webhooks],
@@ -222,6 +227,7 @@ class DailyEmulator:
             claims=dict(props),
         )
         self.meetings.add(participant)
+        self._joins += 1
         return participant.session_id
 
     def leave(self, room: str, session_id: str) -> None:
@@ -231,15 +237,27 @@ class DailyEmulator:
         self.meetings.remove_all(room)
 
     def collect(self) -> None:
-        """Eject people whose room was deleted or expired with eject_at_room_exp, or whose token says so."""
+        """Eject people whose room was deleted or expired with eject_at_room_exp, or whose token says so.
+
+        Runs on every request: it skips the scan until the earliest eject time it found comes due,
+        or a join or a room change (RoomStore.version) may have moved it.
+        """
         now = self.clock()
+        key = (self.store.version, self._joins)
+        if key == self._collected_at and now < self._collect_due:
+            return
+        due = math.inf
         for name in self.meetings.occupied_rooms():
             record = self.store.stored(name)
-            room_ejects = record is None or (bool(record.config.get("eject_at_room_exp")) and record.expired(now))
+            room_eject = record.exp if record is not None and record.config.get("eject_at_room_exp") else None
+            room_ejects = record is None or (room_eject is not None and record.expired(now))
             for p in self.meetings.participants(name):
                 token_at = _token_eject_at(p.claims, p.joined_at)
                 if (token_at is not None and token_at <= now) or (token_at is None and room_ejects):
                     self.meetings.remove(name, p.session_id)
+                elif token_at is not None or room_eject is not None:
+                    due = min(due, token_at if token_at is not None else float(room_eject or 0))
+        self._collected_at, self._collect_due = (self.store.version, self._joins), due
 
     # -- faults ----------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 ROOM_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 DEFAULT_MAX_PARTICIPANTS = 200
+SEND_KINDS = frozenset({"video", "audio", "screenVideo", "screenAudio"})
 _RANDOM_NAME_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -94,6 +95,7 @@ class RoomStore:
         self._rooms: dict[str, RoomRecord] = {}
         self._seq_by_id: dict[str, int] = {}  # survives deletion so paging cursors stay valid
         self._next_seq = 0
+        self.version = 0  # bumped by every create, update and remove (the emulator's collect() caches on it)
 
     def live(self, name: str) -> RoomRecord | None:
         room = self._rooms.get(name)
@@ -106,6 +108,7 @@ class RoomStore:
 
     def create(self, name: str, privacy: str, config: Mapping[str, Any]) -> RoomRecord:
         self._next_seq += 1
+        self.version += 1
         room = RoomRecord(
             name=name,
             id=str(uuid.uuid4()),
@@ -118,7 +121,12 @@ class RoomStore:
         self._seq_by_id[room.id] = room.seq
         return room
 
+    def touch(self) -> None:
+        """A room's config changed in place (POST /rooms/:name)."""
+        self.version += 1
+
     def remove(self, name: str) -> RoomRecord | None:
+        self.version += 1
         return self._rooms.pop(name, None)
 
     def seq_of(self, room_id: str) -> int | None:
@@ -150,6 +158,14 @@ class EmulatedParticipant:
     @property
     def hidden(self) -> bool:
         return self.permissions.get("hasPresence") is False
+
+    @property
+    def can_send(self) -> frozenset[str]:
+        """What this participant may send: "video", "audio", "screenVideo", "screenAudio"."""
+        value = self.permissions.get("canSend", True)
+        if value is True:
+            return SEND_KINDS
+        return frozenset(value) if isinstance(value, list) else frozenset()
 
 
 @dataclass(slots=True, kw_only=True)

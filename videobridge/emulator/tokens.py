@@ -31,6 +31,8 @@ _REST_ONLY = {"enable_prejoin_ui", "enable_live_captions_ui", "enable_terse_logg
 _PERMS = {"hp": "hasPresence", "cs": "canSend", "cr": "canReceive", "ca": "canAdmin"}
 _SEND = {"v": "video", "a": "audio", "sv": "screenVideo", "sa": "screenAudio"}
 _ADMIN = {"p": "participants", "s": "streaming", "t": "transcription"}
+_BOOL_PROPERTIES = {"is_owner", "start_video_off", "start_audio_off", "enable_screenshare", "knocking",
+                    "eject_at_token_exp"}
 USER_ID_MAX = 36
 
 
@@ -46,6 +48,38 @@ def long_permissions(short: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def permissions_problem(perms: Mapping[str, Any]) -> str | None:
+    """What is wrong with long-form permissions (daily-api.md §3.2), or None."""
+    for key, value in perms.items():
+        if key == "hasPresence" and not isinstance(value, bool):
+            return "permissions.hasPresence must be a boolean"
+        if key in ("canSend", "canAdmin"):
+            allowed = set((_SEND if key == "canSend" else _ADMIN).values())
+            if not isinstance(value, bool) and not (
+                    isinstance(value, list) and all(isinstance(v, str) and v in allowed for v in value)):
+                return f"permissions.{key} must be a boolean or a list of {', '.join(sorted(allowed))}"
+        elif key == "canReceive":
+            if not isinstance(value, dict):
+                return "permissions.canReceive must be an object"
+        elif key != "hasPresence":
+            return f"unknown permission {key}"
+    return None
+
+
+def _props_problem(props: Mapping[str, Any]) -> str | None:
+    """Value checks shared by POST /meeting-tokens and self-signed tokens (long names)."""
+    for key, value in props.items():
+        if key in _BOOL_PROPERTIES and not isinstance(value, bool):
+            return f"{key} must be a boolean"
+        if key == "permissions":
+            if not isinstance(value, dict):
+                return "permissions must be an object"
+            problem = permissions_problem(value)
+            if problem:
+                return problem
+    return None
+
+
 def validate_rest_properties(props: Mapping[str, Any]) -> str | None:
     """What is wrong with POST /meeting-tokens properties, or None."""
     for key, value in props.items():
@@ -55,8 +89,9 @@ def validate_rest_properties(props: Mapping[str, Any]) -> str | None:
             return f"{key} must be an integer (unix seconds)"
         if key in ("room_name", "user_name", "user_id") and not isinstance(value, str):
             return f"{key} must be a string"
-        if key == "permissions" and not isinstance(value, dict):
-            return "permissions must be an object"
+    problem = _props_problem(props)
+    if problem:
+        return problem
     user_id = props.get("user_id")
     if isinstance(user_id, str) and len(user_id) > USER_ID_MAX:
         return f"user_id must be at most {USER_ID_MAX} characters"
@@ -115,6 +150,15 @@ class TokenBook:
         if not is_int(claims["iat"]):
             raise EmulatorError("invalid-token", "iat must be an integer")
         props = {SHORT_TO_LONG[k]: v for k, v in claims.items()}
-        if isinstance(props.get("permissions"), dict):
-            props["permissions"] = long_permissions(props["permissions"])
+        short_p = props.get("permissions")
+        if isinstance(short_p, dict):
+            unknown_p = sorted(k for k in short_p if k not in _PERMS)
+            if unknown_p:  # long names inside `p` are not understood either
+                raise EmulatorError("invalid-token", f"unknown permission claims {unknown_p}")
+            if any(isinstance(short_p.get(k), list) for k in ("cs", "ca")):  # arrays are the REST form
+                raise EmulatorError("invalid-token", "p.cs and p.ca take a comma-separated string")
+            props["permissions"] = long_permissions(short_p)
+        problem = _props_problem(props)
+        if problem:
+            raise EmulatorError("invalid-token", problem)
         return props

@@ -47,6 +47,8 @@ def make_app(settings: Settings, *, notifier: Any | None = None, sandbox: bool =
     app.cleanup_ctx.append(bridge_ctx)
     app.router.add_get("/room/meeting_access_token", handlers.meeting_access_token)
     app.router.add_post("/room/end_meeting", handlers.end_meeting)
+    app.router.add_post("/room/decline", handlers.decline)
+    app.router.add_post("/room/leave", handlers.leave)
     app.router.add_post("/room/hook", handlers.hook)
     app.router.add_get("/room/meetings", handlers.meetings)
     app.router.add_post("/room/meetings/{room}/end", handlers.admin_end)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from videobridge.auth import ACCESS_CLAIMS, END_CLAIMS
+from videobridge.auth import ACCESS_CLAIMS, DECLINE_CLAIMS, END_CLAIMS, LEAVE_CLAIMS
 from videobridge.bridge import Bridge
 from videobridge.errors import AuthError, BadRequest, RequestError
 from videobridge.models import Initiator
@@ -22,6 +24,9 @@ log = structlog.get_logger("videobridge.http")
 
 MAX_NAME = 256
 U128_MAX = 2**128 - 1
+MAX_LEAVE_BODY = 4096
+# Daily session (participant) ids are UUIDs; anything else cannot name a session.
+SESSION_ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def parse_initiator(query: Mapping[str, str]) -> Initiator:
@@ -61,6 +66,57 @@ async def end_meeting(request: web.Request) -> web.Response:
     return json_response(answer)
 
 
+async def decline(request: web.Request) -> web.Response:
+    """SPEC §9: the body is ignored (the ring screen sends none)."""
+    bridge = request.app[BRIDGE]
+    claims = bridge.verifier.verify(request.headers.get("x-auth-jwt"), accept=DECLINE_CLAIMS)
+    request[CLAIMS] = claims
+    request[OUTCOME] = await bridge.calls.decline(claims)
+    return web.Response(status=204)
+
+
+async def leave(request: web.Request) -> web.Response:
+    bridge = request.app[BRIDGE]
+    claims = bridge.verifier.verify(request.headers.get("x-auth-jwt"), accept=LEAVE_CLAIMS)
+    request[CLAIMS] = claims
+    session_id = parse_leave_body(await read_small_body(request, MAX_LEAVE_BODY))
+    request[OUTCOME] = await bridge.calls.leave(claims, session_id)
+    return web.Response(status=204)
+
+
+async def read_small_body(request: web.Request, limit: int) -> bytes:
+    """The body, or 413 past `limit` bytes (read no further than that, chunked or not)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestError(f"body larger than {limit} bytes", status=413)
+    body = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            raise RequestError(f"body larger than {limit} bytes", status=413)
+    return bytes(body)
+
+
+def parse_leave_body(raw: bytes) -> str | None:
+    """Empty, or JSON `{"sessionId": "<Daily session id>"}` (null or absent: no session named).
+
+    Any Content-Type (or none) is taken: Android sets one only when it sends a body.
+    """
+    if not raw.strip():
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:  # UnicodeDecodeError included
+        raise BadRequest('body must be empty or JSON {"sessionId": "..."}') from None
+    if not isinstance(data, dict):
+        raise BadRequest('body must be empty or JSON {"sessionId": "..."}')
+    session_id = data.get("sessionId")
+    if session_id is None:
+        return None
+    if not isinstance(session_id, str) or not SESSION_ID_RE.fullmatch(session_id):
+        raise BadRequest("sessionId must be a Daily session id (a UUID)")
+    return session_id.lower()
+
+
 async def hook(request: web.Request) -> web.Response:
     bridge = request.app[BRIDGE]
     if request.content_length is not None and request.content_length > MAX_BODY:
@@ -90,6 +146,8 @@ def _dispatch(app: web.Application, bridge: Bridge, event: WebhookEvent) -> None
     """Work after the answer: Daily wants its 200 within seconds."""
     assert event.room is not None
     log.info("webhook_event", type=event.type, room=event.room, event_id=event.id)
+    if event.type in ("participant.joined", "participant.left"):
+        bridge.calls.presence.forget(event.room)  # the next decline or leave reads Daily again
     if event.type == "meeting.ended":
         bridge.calls.on_meeting_ended(event.room, event.payload)
     elif event.type in ("meeting.started", "participant.joined"):
