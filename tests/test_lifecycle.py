@@ -256,3 +256,25 @@ async def test_oversized_webhook_body_is_413(bridge):
     body = b'{"type":"meeting.ended","pad":"' + b"x" * 70_000 + b'"}'
     status, answer = await post_hook(bridge, body, signed_hook(body))
     assert 413 == status and answer["statusCode"] == 413
+
+
+async def test_a_start_while_the_last_calls_room_is_still_being_deleted_costs_one_daily_call(bridge, signer, emulator,
+                                                                                          notifier):
+    _, first = await get_token(bridge, start_token(signer))
+    room = first["roomName"]
+    emulator.join(room, first["token"])
+    emulator.fail_next("DELETE /rooms/:name", 400, times=1, error="invalid-request-error")  # not retried
+    async with bridge.post("/room/end_meeting", headers={"x-auth-jwt": end_token(signer)}) as resp:
+        assert (await resp.json())["ended"] is True
+    b = bridge_of(bridge)
+    await b.calls.drain()
+    assert b.store.calls[room].state is CallState.ENDING and emulator.room(room) is not None, "delete failed"
+    before = dict(emulator.requests)
+    status, second = await get_token(bridge, start_token(signer, user=BOB))
+    assert status == 200 and second["joining"] is False and second["messageId"] != first["messageId"]
+    spent = {k: v - before.get(k, 0) for k, v in emulator.requests.items() if v != before.get(k, 0)}
+    assert spent == {"POST /rooms/:name": 1}, "the leftover room is refreshed, not created, looked up and updated"
+    assert emulator.room(room)["config"]["exp"] == b.store.calls[room].room_exp
+    await b.poller.poll_once()  # the old call's delete retry must leave the new call's room alone
+    await b.calls.drain()
+    assert b.store.calls[room].message_id == int(second["messageId"]) and emulator.room(room) is not None

@@ -158,8 +158,9 @@ class CallService:
         properties = room_properties(claims.call_type, nbf=nbf, exp=exp)
         try:
             try:
-                await self._rooms.create_room(room, properties=properties, deadline=self._start_deadline)
-                reused = False
+                reused = await self._reuse_ending_room(room, claims.call_type, nbf=nbf, exp=exp)
+                if not reused:
+                    await self._rooms.create_room(room, properties=properties, deadline=self._start_deadline)
             except DailyRoomExists as taken:
                 # Left over from an earlier call: refresh it so its old expiry cannot cut this call
                 # short, reset what an earlier call type set, and make sure it is private.
@@ -184,6 +185,19 @@ class CallService:
                  call_type=call.call_type.value, room_reused=reused, room_exp=exp)
         self._record("call_started", room, f"{call.call_type.value}, {call.chat.kind.value}")
         return call
+
+    async def _reuse_ending_room(self, room: str, call_type: CallType, *, nbf: int, exp: int) -> bool:
+        """The previous call's room is still there (its delete waits for Daily's 2/s): refresh it
+        in one call instead of a create that Daily refuses plus a lookup and an update."""
+        previous = self._store.calls.get(room)
+        if previous is None or previous.state is not CallState.ENDING:
+            return False
+        try:
+            await self._rooms.update_room(room, privacy="private", deadline=self._start_deadline,
+                                          properties=reuse_properties(call_type, nbf=nbf, exp=exp))
+        except DailyNotFound:
+            return False  # deleted after all: create it
+        return True
 
     async def _grant(self, call: Call, user_id: str, initiator: Initiator, *, joining: bool) -> AccessGrant:
         grant = TokenGrant(room_name=call.room_name, user_id=user_id, user_name=initiator.username,
