@@ -106,7 +106,7 @@ class _CompatResponse(ClientResponse):
         super().__init__(method, url, **kwargs)
 
 
-class compat_aioresponses(aioresponses):  # noqa: N801 - a drop-in for `aioresponses`
+class compat_aioresponses(aioresponses):
     def add(self, url: Any, method: str = "GET", **kwargs: Any) -> None:  # type: ignore[override]
         if kwargs.get("response_class") is None:
             kwargs["response_class"] = _CompatResponse

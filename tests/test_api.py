@@ -7,10 +7,18 @@ import json
 
 import jwt
 import pytest
-
 from helpers import (
-    ALICE, BOB, CAROL, COMMUNITY, GROUP, bridge_of, get_token, join_token, start_token,
+    ALICE,
+    BOB,
+    CAROL,
+    COMMUNITY,
+    GROUP,
+    bridge_of,
+    get_token,
+    join_token,
+    start_token,
 )
+
 from videobridge.chats import chat_from_room
 
 CHATS = {

@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 import pytest
-
 from helpers import ALICE, GROUP, bridge_of, start_token
+
 from videobridge.devjwt import DevSigner, b64url
 
 

@@ -14,7 +14,14 @@ import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer
 from helpers import (
-    ALICE, BOB, HOOK_SECRET, bridge_of, end_token, get_token, join_token, start_token,
+    ALICE,
+    BOB,
+    HOOK_SECRET,
+    bridge_of,
+    end_token,
+    get_token,
+    join_token,
+    start_token,
 )
 
 from videobridge.daily import DailyClient
@@ -247,10 +254,9 @@ async def test_a_retried_webhook_with_its_original_timestamp_is_accepted(setting
                 later[0] = 14 * 60
                 return web.Response(status=502)
         headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-webhook")}
-        async with ClientSession() as http:
-            async with http.post(bridge.make_url("/room/hook"), data=body,
-                                 headers={**headers, "Content-Type": "application/json"}) as resp:
-                return web.Response(status=resp.status, body=await resp.read())
+        async with ClientSession() as http, http.post(bridge.make_url("/room/hook"), data=body,
+                             headers={**headers, "Content-Type": "application/json"}) as resp:
+            return web.Response(status=resp.status, body=await resp.read())
 
     proxy_app = web.Application()
     proxy_app.router.add_post("/hook", flaky)

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from videobridge.chats import (
-    ChannelChat, DirectChat, GroupChat, InvalidChat, chat_from_claim, chat_from_json, chat_from_room,
-    chat_to_json, parse_channel_id, room_name,
+    ChannelChat,
+    DirectChat,
+    GroupChat,
+    InvalidChat,
+    chat_from_claim,
+    chat_from_json,
+    chat_from_room,
+    chat_to_json,
+    parse_channel_id,
+    room_name,
 )
 from videobridge.principal import InvalidPrincipal, bytes_to_principal, principal_to_bytes
 

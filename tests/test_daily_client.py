@@ -8,11 +8,10 @@ import time
 from collections.abc import AsyncIterator
 
 import aiohttp
+import daily_fixtures
 import pytest
 import structlog
 from aioresponses import aioresponses
-
-import daily_fixtures
 from daily_fixtures import API_KEY, FAST_RETRIES, Receiver, compat_aioresponses, hour_from_now
 
 from videobridge.daily import (
@@ -299,7 +298,7 @@ async def test_other_4xx_are_not_retried(
 
 async def test_timeouts_are_retried_then_unavailable(mocked: tuple[aioresponses, DailyClient], recorder: Recorder) -> None:
     m, c = mocked
-    m.get(ROOM_URL, exception=asyncio.TimeoutError(), repeat=True)
+    m.get(ROOM_URL, exception=TimeoutError(), repeat=True)
     with pytest.raises(DailyUnavailable) as caught:
         await c.get_room("abc", deadline=0.3)
     assert caught.value.status is None and caught.value.attempts > 1

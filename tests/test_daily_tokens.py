@@ -7,13 +7,19 @@ import time
 from dataclasses import replace
 
 import aiohttp
+import daily_fixtures
 import jwt
 import pytest
-
-import daily_fixtures
 from daily_fixtures import API_KEY, WRONG_KEY, hour_from_now
 
-from videobridge.daily import DailyClient, DailyRejected, TokenGrant, TokenMinter, rest_token_properties, self_signed_token
+from videobridge.daily import (
+    DailyClient,
+    DailyRejected,
+    TokenGrant,
+    TokenMinter,
+    rest_token_properties,
+    self_signed_token,
+)
 from videobridge.emulator import DailyEmulator, EmulatorError
 
 # Shared fixtures (module-level names so pytest finds them; they shadow conftest.py's).

@@ -12,8 +12,20 @@ from typing import Any
 
 import pytest
 from helpers import (
-    ALICE, BOB, CAROL, COMMUNITY, GROUP, HOOK_SECRET, LOCAL_USER_INDEX, bridge_of, decline_token, end_token, get_token,
-    join_token, participant_token, start_token,
+    ALICE,
+    BOB,
+    CAROL,
+    COMMUNITY,
+    GROUP,
+    HOOK_SECRET,
+    LOCAL_USER_INDEX,
+    bridge_of,
+    decline_token,
+    end_token,
+    get_token,
+    join_token,
+    participant_token,
+    start_token,
 )
 from hypothesis import example, given, settings
 from hypothesis import strategies as st

@@ -13,9 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
-
 import daily_fixtures
+import pytest
 from daily_fixtures import API_KEY, WRONG_KEY, Receiver, hour_from_now
 
 from videobridge.daily import DailyClient, DailyNotFound, DailyRejected, TokenGrant, TokenMinter

@@ -23,7 +23,15 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from videobridge.auth import ClaimType, JwtVerifier, VideoCallClaims, parse_claims
-from videobridge.chats import ChannelChat, DirectChat, GroupChat, InvalidChat, chat_from_claim, chat_from_room, room_name
+from videobridge.chats import (
+    ChannelChat,
+    DirectChat,
+    GroupChat,
+    InvalidChat,
+    chat_from_claim,
+    chat_from_room,
+    room_name,
+)
 from videobridge.devjwt import DevSigner, b64url
 from videobridge.errors import AuthError, BadRequest
 from videobridge.models import Initiator
@@ -123,7 +131,7 @@ def test_jwt_verifier_answers_or_refuses(token: str) -> None:
     try:
         claims = VERIFIER.verify(token)
     except AuthError as exc:
-        assert str(exc) and token[:40] not in str(exc) or len(token) < 20  # never echoes the token
+        assert (str(exc) and token[:40] not in str(exc)) or len(token) < 20  # never echoes the token
         return
     check_claims(claims)
 

@@ -9,10 +9,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-
 from helpers import (
-    BOB, GROUP, HOOK_SECRET, bridge_of, end_token, get_token, join_token, signed_hook, start_token,
+    BOB,
+    GROUP,
+    HOOK_SECRET,
+    bridge_of,
+    end_token,
+    get_token,
+    join_token,
+    signed_hook,
+    start_token,
 )
+
 from videobridge.daily import DailyClient
 from videobridge.emulator import DailyEmulator
 from videobridge.models import CallState, NotificationKind

@@ -89,7 +89,7 @@ async def fire(http: aiohttp.ClientSession, url: str, method: str, path: str, jw
     try:
         async with http.request(method, url + path, headers={"x-auth-jwt": jwt}, params=params) as resp:
             return resp.status, await resp.json()
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return None  # cut by the kill: not acknowledged
 
 

@@ -27,7 +27,7 @@ def shell(line: str) -> str:
 
 
 def test_every_printed_line_works_when_pasted(tmp_path: Path) -> None:
-    err = open(tmp_path / "stderr.log", "w")  # noqa: SIM115 - closed below; a full pipe would block the child
+    err = open(tmp_path / "stderr.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "videobridge", "sandbox", "--port", "0"], cwd=tmp_path,
                             env=clean_env(), stdout=subprocess.PIPE, stderr=err, text=True)
     try:

@@ -11,7 +11,7 @@ import pytest
 
 from videobridge.chats import GroupChat
 from videobridge.errors import StateError, StateLocked
-from videobridge.models import Call, CallState, CallType, Initiator, Notification, NotificationKind, CanisterKind
+from videobridge.models import Call, CallState, CallType, CanisterKind, Initiator, Notification, NotificationKind
 from videobridge.store import Change, StateStore, read_state
 
 

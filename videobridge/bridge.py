@@ -100,7 +100,7 @@ async def _fetch_domain(daily: DailyClient, minter: TokenMinter, *, deadline: fl
 
 async def _resolve_domain(daily: DailyClient, minter: TokenMinter) -> None:
     """Self-signed tokens need the domain id; until it is known, tokens come from the REST API."""
-    while not await _fetch_domain(daily, minter, deadline=10.0):
+    while not await _fetch_domain(daily, minter, deadline=10.0):  # noqa: ASYNC110 - a retry, not a wait for an event
         await asyncio.sleep(DOMAIN_RETRY_SECONDS)
 
 

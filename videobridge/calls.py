@@ -21,12 +21,16 @@ from videobridge.auth import ClaimType, VideoCallClaims
 from videobridge.call_exits import PRESENCE_DEADLINE, CallExits
 from videobridge.chats import room_name
 from videobridge.daily.errors import (
-    DailyError, DailyNotFound, DailyRateLimited, DailyRoomExists, DailyUnavailable,
+    DailyError,
+    DailyNotFound,
+    DailyRateLimited,
+    DailyRoomExists,
+    DailyUnavailable,
 )
 from videobridge.daily.tokens import TokenGrant
 from videobridge.errors import NoMeetingToJoin, UpstreamError
-from videobridge.meetings import MeetingBook
 from videobridge.events import EventSink
+from videobridge.meetings import MeetingBook
 from videobridge.models import Call, CallState, CallType, Initiator
 from videobridge.outbox import Outbox
 from videobridge.presence_reads import PresenceReads
@@ -304,18 +308,17 @@ class CallService:
         if not self._still_ending(room, message_id):
             return True
         slots = getattr(self._rooms, "delete_slot", None)
-        async with (slots() if slots is not None else nullcontext(None)) as slot:
-            async with self._room_lock(room):
-                if not self._still_ending(room, message_id):
-                    return True  # already gone, or a new call owns the room now
-                try:
-                    await self._rooms.delete_room(room, slot=slot)
-                except DailyNotFound:
-                    pass
-                except DailyError as exc:
-                    log.warning("room_delete_failed", room=room, error=str(exc), retry="next poll")
-                    return False
-                await self._store.commit(Change(drop_calls=[room]))
+        async with (slots() if slots is not None else nullcontext(None)) as slot, self._room_lock(room):
+            if not self._still_ending(room, message_id):
+                return True  # already gone, or a new call owns the room now
+            try:
+                await self._rooms.delete_room(room, slot=slot)
+            except DailyNotFound:
+                pass
+            except DailyError as exc:
+                log.warning("room_delete_failed", room=room, error=str(exc), retry="next poll")
+                return False
+            await self._store.commit(Change(drop_calls=[room]))
         return True
 
     def end_soon(self, room: str, reason: str, message_id: int) -> None:

@@ -80,7 +80,7 @@ def _safe(source: Callable[[], Any] | None, default: Any) -> Any:
         return default
     try:
         return source()
-    except Exception:  # noqa: BLE001 - a broken source must not break the scrape
+    except Exception:
         return default
 
 

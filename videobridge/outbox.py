@@ -212,7 +212,7 @@ class Outbox:
             self._record("notification_settled", note, f"{note.kind.value}: {label}")
             level = log.info if label in ("success", "skipped") else log.warning
             level("notification_settled", outcome=label, **extra, **fields)
-        except Exception:  # noqa: BLE001 - a bug here must not stop deliveries for other calls
+        except Exception:
             log.exception("notification_failed", **fields)
             self.last_error = (self._clock(), "internal error (see the log: notification_failed)")
             self._not_before[note.seq] = self._clock() + self._retry.delay(self._attempts.get(note.seq, 1))

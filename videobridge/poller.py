@@ -83,7 +83,7 @@ class PresencePoller:
             if self._calls.calls:
                 try:
                     await self.poll_once()
-                except Exception:  # noqa: BLE001 - e.g. a failed state write: log, back off, go on
+                except Exception:
                     self.failures += 1
                     self._count("error")
                     log.exception("presence_poll_crashed", failures=self.failures)

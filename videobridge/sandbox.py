@@ -68,16 +68,19 @@ def instructions(bridge_url: str, emulator_url: str, signer: DevSigner) -> str:
         "Put alice in the emulated room with the token her start got back:",
         f"  curl -s -X POST -d '{{\"token\": \"<token>\"}}' {emulator_url}/_emulator/rooms/<roomName>/join",
         "Carol declines the group call (her other devices stop ringing; the call goes on):",
-        f"  curl -s -w '%{{http_code}}\\n' -X POST -H {jwt('VideoCallParticipant', CAROL, group, local_user_index=LUI)} "
+        f"  curl -s -w '%{{http_code}}\\n' -X POST "
+        f"-H {jwt('VideoCallParticipant', CAROL, group, local_user_index=LUI)} "
         f"{bridge_url}/room/decline",
         "Take that session out of the call (leave; with several sessions of one user, add",
         "-d '{\"sessionId\": \"<session_id>\"}'); leave never ends a call, but an empty room does:",
-        f"  curl -s -w '%{{http_code}}\\n' -X POST -H {jwt('VideoCallParticipant', ALICE, group, local_user_index=LUI)} "
+        f"  curl -s -w '%{{http_code}}\\n' -X POST "
+        f"-H {jwt('VideoCallParticipant', ALICE, group, local_user_index=LUI)} "
         f"{bridge_url}/room/leave",
         "Start an audio call in a direct chat (alice calls bob; every token sends audio only):",
         f"  curl -s -H {jwt('StartVideoCall', ALICE, direct_alice, audio_only=True)} {shlex.quote(url)}",
         "Bob declines it (a direct call ends: both users told, the room deleted):",
-        f"  curl -s -w '%{{http_code}}\\n' -X POST -H {jwt('VideoCallParticipant', BOB, direct_bob, local_user_index=LUI)} "
+        f"  curl -s -w '%{{http_code}}\\n' -X POST "
+        f"-H {jwt('VideoCallParticipant', BOB, direct_bob, local_user_index=LUI)} "
         f"{bridge_url}/room/decline",
         "Stop with Ctrl-C.",
         "",

@@ -88,7 +88,7 @@ class StateStore:
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
-        handle = open(lock_path, "a+")
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the life of the store (the flock)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -151,7 +151,7 @@ class StateStore:
             changes = [change for change, _ in batch]
             try:
                 assigned, dropped, next_id = await asyncio.to_thread(self._write, changes)
-            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+            except Exception as exc:
                 error = exc if isinstance(exc, StateError) else StateError(f"state write failed: {exc}")
                 for _, future in batch:
                     if not future.done():

@@ -74,7 +74,7 @@ def is_probe(body: bytes) -> bool:
     if len(body) > 64:
         return False
     try:
-        return json.loads(body) == PROBE
+        return bool(json.loads(body) == PROBE)
     except (ValueError, UnicodeDecodeError):
         return False
 

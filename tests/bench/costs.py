@@ -175,7 +175,7 @@ def measure(n: int = 2000) -> list[tuple[str, float, str]]:
     metrics = Metrics()
     rows.append(("Metrics.observe_http", per_call(
         lambda i: metrics.observe_http("/room/meeting_access_token", "GET", 200, 0.0008), idx), "bridge only"))
-    configure_logging(fmt="json", level="info", stream=open(os.devnull, "w"))  # noqa: SIM115 - for the process
+    configure_logging(fmt="json", level="info", stream=open(os.devnull, "w"))
     return rows
 
 

@@ -85,9 +85,9 @@ def best_of(fn: Callable[[], None], repeat: int = 7, number: int = 40) -> float:
 
 def micro(fake: FakeIC) -> list[tuple[str, float]]:
     group = principal_to_bytes(GROUP)
-    delegated = fake._certificate({})  # noqa: SLF001 - the fake's own signing, as it answers read_state
+    delegated = fake._certificate({})
     fake.delegate = False
-    root_signed = fake._certificate({})  # noqa: SLF001
+    root_signed = fake._certificate({})
     fake.delegate = True
     steady = CertificateVerifier(fake.root_key_der)
     steady.verify(delegated, group)

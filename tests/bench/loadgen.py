@@ -59,7 +59,7 @@ async def run(http: aiohttp.ClientSession, base: str, reqs: Sequence[Req], concu
                 async with http.request(req.method, base + req.path, headers=req.headers, data=req.body) as resp:
                     body = await resp.read()
                     status = resp.status
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 result.failures[type(exc).__name__] += 1
                 continue
             result.latencies.append(perf() - started)

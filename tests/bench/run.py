@@ -420,7 +420,7 @@ async def section_exits(b: Bench) -> None:
 
         groups = [{"Group": g} for g in principals(2 * n + 1, b.next_seed())]
         peers = principals(n_direct, b.next_seed())
-        declined, left, (shared,) = await start(groups[:n]), await start(groups[n:2 * n]), await start(groups[2 * n:])
+        declined, left, _shared = await start(groups[:n]), await start(groups[n:2 * n]), await start(groups[2 * n:])
         direct = await start([{"Direct": peer} for peer in peers])
         ringing = principals(n, b.next_seed())
         plans: list[tuple[str, str, list[Req], float, int]] = [
@@ -519,9 +519,9 @@ async def populate(path: Path, n: int, seed: int, *,
                    state: str = "starting") -> tuple[list[str], list[float], tuple[float, float]]:
     """Write n tracked calls in one batch through the store (not n HTTP starts); then time
     single-call commits, and one snapshot write as the background compaction does it."""
-    from videobridge.storage import atomic_write, snapshot_chunks
     from videobridge.chats import GroupChat, room_name
     from videobridge.models import Call, CallState, CallType, Initiator
+    from videobridge.storage import atomic_write, snapshot_chunks
     from videobridge.store import Change, StateStore
 
     groups = principals(n + 20, seed)
@@ -799,10 +799,9 @@ async def main_async(args: argparse.Namespace) -> None:
         finally:
             b.close()
         elapsed = time.perf_counter() - started
+    import aiohttp as aio
     import jwt as pyjwt
     import tinydb
-
-    import aiohttp as aio
     head = (f"## videobridge benchmarks ({'quick' if args.quick else 'full'} run)\n\n"
             f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
             f"aiohttp {aio.__version__}, PyJWT {pyjwt.__version__}, TinyDB {tinydb.__version__}; "

@@ -8,10 +8,21 @@ from typing import Annotated, NoReturn
 
 import typer
 
-EnvFile = Annotated[Path | None, typer.Option("--env-file", help="Read settings from this .env file (default: ./.env if present).", show_default=False)]
-Host = Annotated[str | None, typer.Option("--host", help="Listen address (HOST, default 127.0.0.1).", show_default=False)]
-Port = Annotated[int | None, typer.Option("--port", help="Listen port (PORT, default 5050).", min=0, max=65535, show_default=False)]
-State = Annotated[Path | None, typer.Option("--state", help="TinyDB state file (VIDEOBRIDGE_STATE).", show_default=False)]
+EnvFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--env-file", help="Read settings from this .env file (default: ./.env if present).", show_default=False
+    ),
+]
+Host = Annotated[
+    str | None, typer.Option("--host", help="Listen address (HOST, default 127.0.0.1).", show_default=False)
+]
+Port = Annotated[
+    int | None, typer.Option("--port", help="Listen port (PORT, default 5050).", min=0, max=65535, show_default=False)
+]
+State = Annotated[
+    Path | None, typer.Option("--state", help="TinyDB state file (VIDEOBRIDGE_STATE).", show_default=False)
+]
 
 
 def fail(message: str, *, code: int = 1) -> NoReturn:

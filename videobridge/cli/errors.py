@@ -86,7 +86,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             sys.stderr.write("videobridge: interrupted\n")
             raise SystemExit(130) from None
-        except Exception as exc:  # noqa: BLE001 - translated below, or re-raised untouched
+        except Exception as exc:
             verdict = explain(exc)
             if verdict is None:
                 raise

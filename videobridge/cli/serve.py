@@ -18,17 +18,19 @@ def register(app: typer.Typer) -> None:
         from videobridge.logs import configure_logging
         from videobridge.server import serve as run
 
-        configure_logging(fmt=settings.log_format, level=settings.log_level)  # type: ignore[arg-type]
+        configure_logging(fmt=settings.log_format, level=settings.log_level)
         asyncio.run(run(settings))
 
     @app.command(epilog="Example: videobridge sandbox --port 5050   (then paste the printed curl line)")
     def sandbox(host: Host = None, port: Port = None, state: State = None, env_file: EnvFile = None,
-                check: bool = typer.Option(False, "--check", help="Run one start/join/end round trip, print the result and exit.")) -> None:
+                check: bool = typer.Option(
+                    False, "--check", help="Run one start/join/end round trip, print the result and exit.",
+                )) -> None:
         """Run the bridge against a built-in Daily emulator with a dev OpenChat key: no credentials needed."""
         settings = load(env_file, host=host, port=port, state=state)
         from videobridge.logs import configure_logging
         from videobridge.sandbox import run_sandbox
 
-        configure_logging(fmt=settings.log_format, level="warning" if check else settings.log_level,  # type: ignore[arg-type]
+        configure_logging(fmt=settings.log_format, level="warning" if check else settings.log_level,
                           stream=sys.stderr)
         asyncio.run(run_sandbox(settings, out=sys.stdout, check=check))

@@ -174,7 +174,7 @@ async def _poll(picture: _Picture, base: str, token: str) -> None:
                 picture.error = None
             except WatchError as exc:
                 picture.error = str(exc)
-            except Exception as exc:  # noqa: BLE001 - the view must survive anything and keep asking
+            except Exception as exc:
                 picture.error = f"unexpected error asking {base}: {type(exc).__name__}: {str(exc)[:120]}"
             picture.changed.set()
             await asyncio.sleep(REDRAW_SECONDS)

@@ -6,9 +6,10 @@ webhooks are camelCase and their `state`/timestamps were once numeric. Parse bot
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Mapping
+from typing import Any
 
 # Older webhook docs used numeric states.
 _NUMERIC_WEBHOOK_STATES = {0: "FAILED", 1: "ACTIVE", 2: "STOPPED"}

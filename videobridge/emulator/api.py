@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from videobridge.emulator.schema import property_problem
 from videobridge.emulator.state import (
     ROOM_NAME_RE,
     EmulatorError,
@@ -18,7 +19,6 @@ from videobridge.emulator.state import (
     WebhookRecord,
     random_room_name,
 )
-from videobridge.emulator.schema import property_problem
 from videobridge.emulator.tokens import validate_rest_properties
 
 if TYPE_CHECKING:

@@ -175,7 +175,7 @@ class DailyEmulator:
             "participants": {
                 room: [{"session_id": p.session_id, "user_id": p.user_id, "user_name": p.user_name,
                         "owner": p.owner, "can_send": sorted(p.can_send), "start_video_off": p.start_video_off}
-                       for p in self.meetings.participants(room)]  # fmt: skip
+                       for p in self.meetings.participants(room)]
                 for room in self.meetings.occupied_rooms()
             },
             "webhooks": [{k: v for k, v in h.items() if k != "hmac"} for h in self.webhooks],

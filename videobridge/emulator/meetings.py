@@ -97,7 +97,8 @@ class Meetings:
         current.max_participants = max(current.max_participants, len(people))
         if not p.hidden:  # hidden participants produce no participant events
             payload = self._participant_payload(p)
-            self._emit("participant.joined", f"ptcpt-join-{p.user_id or p.session_id}-{int(p.joined_at * 1000)}", payload)
+            event_id = f"ptcpt-join-{p.user_id or p.session_id}-{int(p.joined_at * 1000)}"
+            self._emit("participant.joined", event_id, payload)
 
     def remove(self, room: str, session_id: str) -> EmulatedParticipant:
         people = self._people.get(room, {})

@@ -136,7 +136,7 @@ class WebhookDispatcher:
             if attempt + 1 < attempts:
                 await asyncio.sleep(self._backoff * (2**attempt))
 
-    async def _post(self, url: str, secret_b64: str, basic_auth: str | None, body: bytes, timeout: float,
+    async def _post(self, url: str, secret_b64: str, basic_auth: str | None, body: bytes, timeout: float,  # noqa: ASYNC109
                     timestamp: str | None = None) -> bool:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()

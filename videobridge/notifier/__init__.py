@@ -69,6 +69,6 @@ __all__ = [
     "plan_decline",
     "plan_end",
     "plan_start",
-    "wire_form",
     "root_key_from_text",
+    "wire_form",
 ]

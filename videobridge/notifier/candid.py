@@ -2,7 +2,8 @@
 
 The argument records come from the Rust API structs (reference/openchat.md §3.3, §4c): start and
 end on user, group and community canisters (with `audio_only`, and the user canister's `user_id`
-/ `them` since #9401), and `video_call_declined` on the local user index (SPEC §9). They are written out here once as a small schema and turned into
+/ `them` since #9401), and `video_call_declined` on the local user index (SPEC §9). They are
+written out here once as a small schema and turned into
 icp-py-core `Types.*` on first use; no `.did` text is parsed at runtime. icp-py-core itself is
 imported lazily, so `Success` / `Error` can be imported anywhere without the agent's weight.
 
@@ -200,7 +201,7 @@ def encode_args(canister_kind: CanisterKind, method: str, args: dict[str, Any]) 
     if extra := sorted(str(k) for k in args.keys() - expected):
         raise CandidArgError(f"unexpected field(s): {', '.join(extra)}")
     value = {name: _candid_value(name, spec, args[name]) for name, spec in fields}
-    return encode([{"type": record, "value": value}])
+    return bytes(encode([{"type": record, "value": value}]))
 
 
 def reply_from_value(value: Any) -> Reply:

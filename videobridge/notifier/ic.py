@@ -114,7 +114,7 @@ def _client_class() -> type:
     from icp_agent.client import Client
     from icp_core.errors import TransportError
 
-    class PooledTimeoutClient(Client):  # type: ignore[misc, valid-type]
+    class PooledTimeoutClient(Client):  # type: ignore[misc]
         """Client with a real per-request timeout, one pooled AsyncClient (closed by aclose), and
         every certificate in a /call or read_state answer verified before icp-py-core reads it."""
 
@@ -166,16 +166,16 @@ def _client_class() -> type:
             return super().call(canister_id, data, timeout=self.timeout)
 
         def read_state(self, canister_id: str, data: bytes, **_: Any) -> bytes:
-            return super().read_state(canister_id, data, timeout=self.timeout)
+            return bytes(super().read_state(canister_id, data, timeout=self.timeout))
 
         def query(self, canister_id: str, data: bytes, **_: Any) -> bytes:
-            return super().query(canister_id, data, timeout=self.timeout)
+            return bytes(super().query(canister_id, data, timeout=self.timeout))
 
         def read_state_subnet(self, subnet_id: str, data: bytes, **_: Any) -> bytes:
-            return super().read_state_subnet(subnet_id, data, timeout=self.timeout)
+            return bytes(super().read_state_subnet(subnet_id, data, timeout=self.timeout))
 
         def status(self, **_: Any) -> bytes:
-            return super().status(timeout=self.timeout)
+            return bytes(super().status(timeout=self.timeout))
 
         async def aclose(self) -> None:
             client, self._async = self._async, None
@@ -190,7 +190,7 @@ def _cbor_map(content: bytes) -> Any:
 
     try:
         body = cbor2.loads(content)
-    except Exception:  # noqa: BLE001 - not CBOR: icp-py-core reports it
+    except Exception:
         return None
     if isinstance(body, cbor2.CBORTag) and body.tag == 55799:
         body = body.value
@@ -250,7 +250,7 @@ class IcNotifier:
             # Not proof the canister answered (forged, misrouted, stale): as unsure as a lost reply.
             raise TransientNotifyError(f"certificate verification failed: {exc}"[:300],
                                        reason="certificate") from exc
-        except (asyncio.TimeoutError, TimeoutWaitingForResponse):
+        except (TimeoutError, TimeoutWaitingForResponse):
             raise TransientNotifyError(
                 f"no answer within {time.monotonic() - started:.1f}s", reason="timeout") from None
         except TransportError as exc:

@@ -25,7 +25,7 @@ class InvalidIdentity(ValueError):
 def _identity_class() -> type:
     from icp_identity import Identity
 
-    class RedactedIdentity(Identity):  # type: ignore[misc, valid-type]
+    class RedactedIdentity(Identity):  # type: ignore[misc]
         """icp-py-core Identity whose repr/str show the principal, never the key."""
 
         def __repr__(self) -> str:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from videobridge.bridge import open_bridge
 from videobridge.config import Settings
-from videobridge.outbox import RetryPolicy  # noqa: TC001 (annotation)
+from videobridge.outbox import RetryPolicy
 from videobridge.web import handlers
 from videobridge.web.keys import BACKGROUND, BRIDGE
 from videobridge.web.middleware import Cors, make_middleware
