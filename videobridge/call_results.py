@@ -39,7 +39,3 @@ class EndAnswer:
 class DeclineOutcome(enum.Enum):
     ENDED = "ended"  # a direct chat: the call is over
     DECLINED = "declined"  # a group or channel: the call goes on without the decliner
-
-
-class LeaveOutcome(enum.Enum):
-    LEFT = "left"
