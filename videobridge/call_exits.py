@@ -1,9 +1,10 @@
-"""Decline and leave (SPEC §9): a ringing user says no, a user's device drops out of a call.
+"""The ways out of a call a user asks for: end_meeting, decline and leave (SPEC §9).
 
-Both read Daily presence for the room through the shared `PresenceReads`. A decline in a direct
-chat ends the call through the call service's own end path; in a group or channel the call goes
-on and the decliner's local user index is told through the durable outbox. A leave ejects one
-Daily session and never ends the call (the poller and webhooks do, once the room is empty).
+All three read Daily presence for the room through the shared `PresenceReads`. `end_meeting`
+ends the call only if nobody else is in it. A decline in a direct chat ends the call through
+the call service's own end path; in a group or channel the call goes on and the decliner's
+local user index is told through the durable outbox. A leave ejects one Daily session and never
+ends the call (the poller and webhooks do, once the room is empty).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Any, Protocol
 import structlog
 
 from videobridge.auth import VideoCallClaims
+from videobridge.call_results import DeclineOutcome, EndAnswer, KeptBecause
 from videobridge.chats import DirectChat, room_name
-from videobridge.daily.errors import DailyError, DailyNotFound, DailyRateLimited, DailyUnavailable
+from videobridge.daily.errors import DailyError, DailyNotFound
 from videobridge.daily.tokens import USER_ID_MAX
-from videobridge.errors import BadRequest, Conflict, NoCallInProgress, UpstreamError
-from videobridge.models import Call, CallState
+from videobridge.errors import BadRequest, Conflict, NoCallInProgress, TryAgain
+from videobridge.models import Call, CallState, CallType
 from videobridge.outbox import Outbox
 from videobridge.presence_reads import PresenceReads
 from videobridge.store import StateStore
@@ -32,8 +34,9 @@ EJECT_DEADLINE = 1.2
 MEMO_KEPT = 1024  # calls remembered before ended calls' entries are dropped
 
 
-class Ejector(Protocol):
+class ExitRooms(Protocol):
     async def eject(self, name: str, session_ids: Sequence[str], *, deadline: float | None = None) -> list[str]: ...
+    async def get_meeting(self, meeting_id: str, *, deadline: float | None = None) -> Any: ...
 
 
 def sessions_of(people: Sequence[Any], user_id: str) -> list[Any]:
@@ -79,7 +82,7 @@ class CallMemo:
             if done.get(key) is future:
                 del done[key]
             future.set_exception(exc if isinstance(exc, Exception) else
-                                 UpstreamError("interrupted; try again", status=503))
+                                 TryAgain("interrupted; try again"))
             raise
         future.set_result(None)
         return True
@@ -91,7 +94,7 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 
 
 class CallExits:
-    def __init__(self, *, store: StateStore, rooms: Ejector, outbox: Outbox, presence: PresenceReads[list[Any]],
+    def __init__(self, *, store: StateStore, rooms: ExitRooms, outbox: Outbox, presence: PresenceReads[list[Any]],
                  end_call: Callable[..., Awaitable[bool]]) -> None:
         self._store = store
         self._rooms = rooms
@@ -102,6 +105,7 @@ class CallExits:
         # Sessions ejected (or being ejected): Daily's presence shows them for up to 15 s more,
         # so they no longer count as in the room, and a retried leave must not eject again.
         self._ejected = CallMemo(store.calls)
+        self.presence_lists_hidden = False  # learnt once presence shows a Broadcast viewer
 
     def _tracked(self, room: str) -> Call:
         call = self._store.calls.get(room)
@@ -115,8 +119,47 @@ class CallExits:
         except DailyNotFound:
             return []  # the room is gone already: nobody is in it
 
+    # -- end_meeting -----------------------------------------------------------------------
+    async def request_end(self, claims: VideoCallClaims) -> EndAnswer:
+        room = room_name(claims.chat)
+        call = self._store.calls.get(room)
+        if call is None or call.state is CallState.ENDING:
+            return EndAnswer(room, KeptBecause.NO_CALL)
+        try:
+            people = await self._presence.get(room, tag=call.message_id, deadline=PRESENCE_DEADLINE)
+        except DailyError as exc:
+            log.warning("end_meeting_presence_failed", room=room, error=str(exc))
+            return EndAnswer(room, KeptBecause.ROOM_UNCHECKED)
+        present = len(people)
+        if call.call_type is CallType.BROADCAST and any(
+                getattr(p, "user_id", None) not in (None, call.started_by) for p in people):
+            self.presence_lists_hidden = True  # every non-starter in a Broadcast joins hidden
+        if present > 1:
+            return EndAnswer(room, KeptBecause.OTHERS_PRESENT, participants=present)
+        if call.call_type is CallType.BROADCAST and await self._viewers_may_remain(call, people):
+            return EndAnswer(room, KeptBecause.VIEWERS_MAY_REMAIN, participants=present)
+        # the answer waits for the durable end, not for Daily's 2 req/s room deletes
+        await self._end_call(room, "end_meeting", message_id=call.message_id, background_delete=True)
+        return EndAnswer(room)
+
+    async def _viewers_may_remain(self, call: Call, people: list[Any]) -> bool:
+        """Presence may not list hidden Broadcast viewers (undocumented), so ask the meetings API:
+        a meeting still going on that has held more people than presence shows may have viewers."""
+        if self.presence_lists_hidden:
+            return False  # presence has shown hidden viewers before: what it shows is everyone
+        meeting_id = next((p.meeting_id for p in people if getattr(p, "meeting_id", None)), call.meeting_id)
+        if meeting_id is None:
+            return False  # no meeting known: nobody was ever seen in the room
+        try:
+            meeting = await self._rooms.get_meeting(meeting_id, deadline=5.0)
+        except DailyError as exc:  # 404 too: a meeting under ~10 s old may not be recorded yet
+            log.warning("end_meeting_meeting_check_failed", room=call.room_name, error=str(exc))
+            return True
+        peak = meeting.max_participants
+        return bool(meeting.ongoing) and (peak is None or peak > len(people))
+
     # -- decline -----------------------------------------------------------------------------
-    async def decline(self, claims: VideoCallClaims) -> str:
+    async def decline(self, claims: VideoCallClaims) -> DeclineOutcome:
         """"ended" (direct chat: the call is over) or "declined" (group/channel: the call goes on)."""
         room = room_name(claims.chat)
         call = self._tracked(room)
@@ -129,15 +172,14 @@ class CallExits:
             people = await self._people(call)
         except DailyError as exc:
             log.warning("decline_presence_failed", room=room, error=str(exc))
-            raise UpstreamError("could not check who is in the call (Daily presence); try again",
-                                status=503) from None
+            raise TryAgain("could not check who is in the call (Daily presence); try again") from None
         ejected = self._ejected.of(call)
         if any(p.id not in ejected for p in sessions_of(people, claims.user_id)):
             raise Conflict("you are in the call: leave it instead of declining")
         if direct:
             # exactly as an end: both users' canisters told, the Daily room deleted
             await self._end_call(room, "declined", message_id=call.message_id, background_delete=True)
-            return "ended"
+            return DeclineOutcome.ENDED
         assert claims.local_user_index is not None
         # No room lock: concurrent declines share one durable write (the store group-commits), and
         # a decline racing an end is harmless (the local user index only dismisses a ring).
@@ -153,10 +195,10 @@ class CallExits:
 
         # a retry or a second device waits for the same durable write, and tells the IC nothing new
         await self._declined.once(call, claims.user_id, queue)
-        return "declined"
+        return DeclineOutcome.DECLINED
 
     # -- leave -------------------------------------------------------------------------------
-    async def leave(self, claims: VideoCallClaims, session_id: str | None) -> str:
+    async def leave(self, claims: VideoCallClaims, session_id: str | None) -> None:
         """Eject the user's session (`session_id`, or their only one) from the room."""
         room = room_name(claims.chat)
         call = self._tracked(room)
@@ -164,7 +206,7 @@ class CallExits:
             present = sessions_of(await self._people(call), claims.user_id)
         except DailyError as exc:
             log.warning("leave_presence_failed", room=room, error=str(exc))
-            raise _upstream(exc) from None
+            raise
         ejected = self._ejected.of(call)
         if session_id is not None:
             chosen = [p.id for p in present if p.id.lower() == session_id]
@@ -185,14 +227,8 @@ class CallExits:
                 pass  # the room is gone: so is the session
             except DailyError as exc:
                 log.warning("leave_eject_failed", room=room, error=str(exc))
-                raise _upstream(exc) from None
+                raise
             log.info("call_left", room=room, message_id=str(call.message_id), sessions=len(present))
 
         # a retried or concurrent leave for the session waits for this eject: Daily is asked once
         await self._ejected.once(call, target, eject)
-        return "left"
-
-
-def _upstream(exc: DailyError) -> UpstreamError:
-    status = 503 if isinstance(exc, (DailyUnavailable, DailyRateLimited)) else 502
-    return UpstreamError(f"Daily: {exc}", status=status)

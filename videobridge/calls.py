@@ -7,34 +7,31 @@ an asyncio lock so simultaneous starts create one room and one message id.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from typing import Any
 
 import structlog
 
 from videobridge.auth import ClaimType, VideoCallClaims
-from videobridge.call_exits import PRESENCE_DEADLINE, CallExits
+from videobridge.background import BackgroundTasks
+from videobridge.call_exits import CallExits
+from videobridge.call_ports import CallObserver, Minter, Rooms
+from videobridge.call_results import AccessGrant, DeclineOutcome, EndAnswer
+from videobridge.call_rooms import open_room
 from videobridge.chats import room_name
-from videobridge.daily.errors import (
-    DailyError,
-    DailyNotFound,
-    DailyRateLimited,
-    DailyRoomExists,
-    DailyUnavailable,
-)
+from videobridge.daily.errors import DailyError, DailyNotFound
 from videobridge.daily.tokens import TokenGrant
-from videobridge.errors import NoMeetingToJoin, UpstreamError
+from videobridge.errors import NoMeetingToJoin
 from videobridge.events import EventSink
+from videobridge.keyed_locks import KeyedLocks
 from videobridge.meetings import MeetingBook
 from videobridge.models import Call, CallState, CallType, Initiator
 from videobridge.outbox import Outbox
 from videobridge.presence_reads import PresenceReads
-from videobridge.roomconfig import reuse_properties, room_lifetime, room_properties
+from videobridge.roomconfig import room_lifetime
 from videobridge.store import Change, StateStore
 
 log = structlog.get_logger("videobridge.calls")
@@ -43,49 +40,11 @@ EMPTY_POLLS_TO_END = 2
 EXPIRY_MARGIN = 5.0  # Daily ejects at exp; give its presence a moment to agree
 
 
-class Rooms(Protocol):
-    async def create_room(self, name: str, *, privacy: str = ..., properties: Mapping[str, Any],
-                          deadline: float | None = None) -> Any: ...
-    async def update_room(self, name: str, *, properties: Mapping[str, Any], privacy: str | None = None,
-                          deadline: float | None = None) -> Any: ...
-    async def delete_room(self, name: str, *, deadline: float | None = None, slot: Any = None) -> bool: ...
-    def delete_slot(self) -> AbstractAsyncContextManager[Any]: ...
-    async def room_presence(self, name: str, *, deadline: float | None = None) -> list[Any]: ...
-    async def get_meeting(self, meeting_id: str, *, deadline: float | None = None) -> Any: ...
-    async def eject(self, name: str, session_ids: Sequence[str], *, deadline: float | None = None) -> list[str]: ...
-
-
-class Minter(Protocol):
-    async def mint(self, grant: TokenGrant) -> str: ...
-
-
-class CallObserver(Protocol):
-    def call_started(self) -> None: ...
-    def call_ended(self, reason: str) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class AccessGrant:
-    token: str
-    room_name: str
-    message_id: int
-    joining: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {"token": self.token, "roomName": self.room_name,
-                "messageId": str(self.message_id), "joining": self.joining}
-
-
 def new_message_id() -> int:
     while True:
         value = secrets.randbits(64)
         if value:
             return value
-
-
-def upstream(exc: DailyError) -> UpstreamError:
-    status = 503 if isinstance(exc, (DailyUnavailable, DailyRateLimited)) else 502
-    return UpstreamError(f"Daily: {exc}", status=status)
 
 
 class CallService:
@@ -102,17 +61,15 @@ class CallService:
         self._clock = clock
         self._observer = observer
         self._events = events  # EventLog for GET /room/status (None: not recorded)
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._locks: KeyedLocks[str] = KeyedLocks()  # one per room: it guards the call's invariants
         self._empty_polls: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._ending: set[tuple[str, str, int]] = set()
+        self._background = BackgroundTasks("calls")
         # end_meeting, decline and leave read presence through here: one Daily read per room and burst
         self.presence: PresenceReads[list[Any]] = PresenceReads(
             lambda room, deadline: rooms.room_presence(room, deadline=deadline), max_age=presence_max_age)
         self._exits = CallExits(store=store, rooms=rooms, outbox=outbox, presence=self.presence,
                                 end_call=self.end_call)
         self.meetings = MeetingBook()
-        self.presence_lists_hidden = False  # learnt once presence shows a Broadcast viewer
 
     def _clock_offset(self) -> float | None:
         """Daily's wall clock minus ours, as far as Daily's answers have told it."""
@@ -123,22 +80,6 @@ class CallService:
     def calls(self) -> Mapping[str, Call]:
         return self._store.calls
 
-    @asynccontextmanager
-    async def _room_lock(self, room: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(room, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._locks[room] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock_now, users_now = self._locks[room]
-            if users_now <= 1:
-                del self._locks[room]
-            else:
-                self._locks[room] = (lock_now, users_now - 1)
-
     # -- start and join ----------------------------------------------------------------------
     async def access(self, claims: VideoCallClaims, initiator: Initiator) -> AccessGrant:
         room = room_name(claims.chat)
@@ -147,7 +88,7 @@ class CallService:
             return await self._grant(call, claims.user_id, initiator, joining=True)
         if claims.claim_type is not ClaimType.START:
             raise NoMeetingToJoin()
-        async with self._room_lock(room):
+        async with self._locks.hold(room):
             call = self._store.calls.get(room)
             if call is not None and call.state is not CallState.ENDING:
                 return await self._grant(call, claims.user_id, initiator, joining=True)
@@ -159,23 +100,14 @@ class CallService:
         exp = int(now) + room_lifetime(claims.is_diamond)
         # nbf in Daily's clock when it runs behind ours: the room must open at once
         nbf = int(now + min(0.0, self._clock_offset() or 0.0))
-        properties = room_properties(claims.call_type, nbf=nbf, exp=exp)
+        previous = self._store.calls.get(room)
         try:
-            try:
-                reused = await self._reuse_ending_room(room, claims.call_type, nbf=nbf, exp=exp)
-                if not reused:
-                    await self._rooms.create_room(room, properties=properties, deadline=self._start_deadline)
-            except DailyRoomExists as taken:
-                # Left over from an earlier call: refresh it so its old expiry cannot cut this call
-                # short, reset what an earlier call type set, and make sure it is private.
-                existing = getattr(taken.room, "config", None) or {}
-                await self._rooms.update_room(room, privacy="private", deadline=self._start_deadline,
-                                              properties=reuse_properties(claims.call_type, nbf=nbf,
-                                                                          exp=exp, existing=existing))
-                reused = True
+            reused = await open_room(self._rooms, room, claims.call_type, nbf=nbf, exp=exp,
+                                     previous_ending=previous is not None and previous.state is CallState.ENDING,
+                                     deadline=self._start_deadline)
         except DailyError as exc:
             log.warning("call_start_failed", room=room, error=str(exc))
-            raise upstream(exc) from None
+            raise
         call = Call(room_name=room, message_id=new_message_id(), chat=claims.chat,
                     call_type=claims.call_type, started_by=claims.user_id, initiator=initiator,
                     is_diamond=claims.is_diamond, state=CallState.STARTING, created_at=now,
@@ -190,81 +122,27 @@ class CallService:
         self._record("call_started", room, f"{call.call_type.value}, {call.chat.kind.value}")
         return call
 
-    async def _reuse_ending_room(self, room: str, call_type: CallType, *, nbf: int, exp: int) -> bool:
-        """The previous call's room is still there (its delete waits for Daily's 2/s): refresh it
-        in one call instead of a create that Daily refuses plus a lookup and an update."""
-        previous = self._store.calls.get(room)
-        if previous is None or previous.state is not CallState.ENDING:
-            return False
-        try:
-            await self._rooms.update_room(room, privacy="private", deadline=self._start_deadline,
-                                          properties=reuse_properties(call_type, nbf=nbf, exp=exp))
-        except DailyNotFound:
-            return False  # deleted after all: create it
-        return True
-
     async def _grant(self, call: Call, user_id: str, initiator: Initiator, *, joining: bool) -> AccessGrant:
         grant = TokenGrant(room_name=call.room_name, user_id=user_id, user_name=initiator.username,
                            owner=user_id == call.started_by,
                            broadcast=call.call_type is CallType.BROADCAST, exp=call.room_exp,
                            audio_only=call.call_type is CallType.AUDIO)
-        try:
-            token = await self._minter.mint(grant)
-        except DailyError as exc:
-            raise upstream(exc) from None
+        token = await self._minter.mint(grant)  # a DailyError is the middleware's to answer
         return AccessGrant(token=token, room_name=call.room_name, message_id=call.message_id, joining=joining)
 
     # -- ending ------------------------------------------------------------------------------
-    async def request_end(self, claims: VideoCallClaims) -> dict[str, Any]:
+    async def request_end(self, claims: VideoCallClaims) -> EndAnswer:
         """`POST /room/end_meeting`: end only if nobody else is still in the room."""
-        room = room_name(claims.chat)
-        call = self._store.calls.get(room)
-        if call is None or call.state is CallState.ENDING:
-            return {"ended": False, "roomName": room, "reason": "no call in progress"}
-        try:
-            people = await self.presence.get(room, tag=call.message_id, deadline=PRESENCE_DEADLINE)
-        except DailyError as exc:
-            log.warning("end_meeting_presence_failed", room=room, error=str(exc))
-            return {"ended": False, "roomName": room,
-                    "reason": "could not check the room; the call ends when it is empty"}
-        present = len(people)
-        if call.call_type is CallType.BROADCAST and any(
-                getattr(p, "user_id", None) not in (None, call.started_by) for p in people):
-            self.presence_lists_hidden = True  # every non-starter in a Broadcast joins hidden
-        if present > 1:
-            return {"ended": False, "roomName": room, "participants": present,
-                    "reason": "others are still in the call"}
-        if call.call_type is CallType.BROADCAST and await self._viewers_may_remain(call, people):
-            return {"ended": False, "roomName": room, "participants": present,
-                    "reason": "viewers may still be watching; the broadcast ends when its room is empty"}
-        # the answer waits for the durable end, not for Daily's 2 req/s room deletes
-        await self.end_call(room, "end_meeting", message_id=call.message_id, background_delete=True)
-        return {"ended": True, "roomName": room}
-
-    async def _viewers_may_remain(self, call: Call, people: list[Any]) -> bool:
-        """Presence may not list hidden Broadcast viewers (undocumented), so ask the meetings API:
-        a meeting still going on that has held more people than presence shows may have viewers."""
-        if self.presence_lists_hidden:
-            return False  # presence has shown hidden viewers before: what it shows is everyone
-        meeting_id = next((p.meeting_id for p in people if getattr(p, "meeting_id", None)), call.meeting_id)
-        if meeting_id is None:
-            return False  # no meeting known: nobody was ever seen in the room
-        try:
-            meeting = await self._rooms.get_meeting(meeting_id, deadline=5.0)
-        except DailyError as exc:  # 404 too: a meeting under ~10 s old may not be recorded yet
-            log.warning("end_meeting_meeting_check_failed", room=call.room_name, error=str(exc))
-            return True
-        peak = meeting.max_participants
-        return bool(meeting.ongoing) and (peak is None or peak > len(people))
+        return await self._exits.request_end(claims)
 
     # -- decline and leave (SPEC §9; the logic lives in call_exits.py) -------------------------
-    async def decline(self, claims: VideoCallClaims) -> str:
+    async def decline(self, claims: VideoCallClaims) -> DeclineOutcome:
         """`POST /room/decline`: "ended" (direct chat) or "declined" (group/channel, the call goes on)."""
         return await self._exits.decline(claims)
 
-    async def leave(self, claims: VideoCallClaims, session_id: str | None) -> str:
+    async def leave(self, claims: VideoCallClaims, session_id: str | None) -> None:
         """`POST /room/leave`: eject the user's Daily session; never ends the call."""
-        return await self._exits.leave(claims, session_id)
+        await self._exits.leave(claims, session_id)
 
     async def end_call(self, room: str, reason: str, *, message_id: int | None = None,
                        background_delete: bool = False) -> bool:
@@ -273,7 +151,7 @@ class CallService:
         With `message_id`, only that call ends: a signal about an earlier call in the same room
         (a late webhook, a queued retry) must not end the call that replaced it.
         """
-        async with self._room_lock(room):
+        async with self._locks.hold(room):
             call = self._store.calls.get(room)
             if call is None or (message_id is not None and call.message_id != message_id):
                 return False
@@ -308,7 +186,7 @@ class CallService:
         if not self._still_ending(room, message_id):
             return True
         slots = getattr(self._rooms, "delete_slot", None)
-        async with (slots() if slots is not None else nullcontext(None)) as slot, self._room_lock(room):
+        async with (slots() if slots is not None else nullcontext(None)) as slot, self._locks.hold(room):
             if not self._still_ending(room, message_id):
                 return True  # already gone, or a new call owns the room now
             try:
@@ -337,29 +215,15 @@ class CallService:
         return True
 
     def _spawn(self, key: tuple[str, str, int], work: Any) -> None:
-        if key in self._ending:
-            work.close()
-            return
-        self._ending.add(key)
-        task = asyncio.create_task(work, name=f"{key[0]}-{key[1]}")
-        self._tasks.add(task)
-        task.add_done_callback(lambda t: self._finished(key, t))
-
-    def _finished(self, key: tuple[str, str, int], task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        self._ending.discard(key)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("call_end_failed", room=key[1], error=str(task.exception())[:200])
+        """One background task per (what, room, message id): a repeated signal starts no second one."""
+        self._background.spawn(work, name=f"{key[0]}-{key[1]}", key=key)
 
     async def drain(self) -> None:
         """Wait for background ends (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._background.drain()
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._background.aclose()
 
     # -- what Daily tells us -----------------------------------------------------------------
     @staticmethod
@@ -372,6 +236,10 @@ class CallService:
             return call.evolve(state=CallState.LIVE, last_seen_at=now, meeting_id=meeting_id)
         return call.evolve(meeting_id=meeting_id)
 
+    def mark_live_soon(self, room: str, meeting_id: str | None = None) -> None:
+        """`meeting.started` / `participant.joined`: recorded after the webhook's answer."""
+        self._background.spawn(self.mark_live(room, meeting_id), name=f"live-{room}")
+
     async def mark_live(self, room: str, meeting_id: str | None = None) -> None:
         """A webhook saw the call in Daily (`meeting.started` names its meeting)."""
         if meeting_id is not None and self.meetings.is_past(meeting_id):
@@ -380,7 +248,7 @@ class CallService:
         self._empty_polls.pop(room, None)
         if call is None or call.state is CallState.ENDING or self._seen(call, meeting_id, 0.0) is None:
             return
-        async with self._room_lock(room):
+        async with self._locks.hold(room):
             call = self._store.calls.get(room)
             if call is None or call.state is CallState.ENDING:
                 return

@@ -1,7 +1,9 @@
-"""The handful of error classes that mean something to a caller.
+"""The one error hierarchy: every failure the bridge can explain in one line is a VideoBridgeError.
 
-HTTP handlers map `RequestError` subclasses to JSON answers; the CLI maps everything to one
-line and an exit status. Messages never carry secrets, JWTs or meeting tokens.
+The edges convert them once: the HTTP middleware (`web/middleware.py`, one table from class to
+status) and the CLI. Code that raises them never decides an HTTP status or an exit code.
+Messages never carry secrets, JWTs or meeting tokens. `DailyError` (daily/errors.py) is a
+subclass too.
 """
 
 from __future__ import annotations
@@ -24,18 +26,11 @@ class StateLocked(StateError):
 
 
 class RequestError(VideoBridgeError):
-    """A request the bridge refuses or cannot serve; carries the HTTP status to answer with."""
-
-    status = 400
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        if status is not None:
-            self.status = status
+    """A request the bridge refuses or cannot serve (the middleware picks the status by class)."""
 
 
 class BadRequest(RequestError):
-    status = 400
+    """The request itself is malformed or incomplete."""
 
 
 class NoMeetingToJoin(BadRequest):
@@ -46,19 +41,15 @@ class NoMeetingToJoin(BadRequest):
 
 
 class AuthError(RequestError):
-    status = 401
+    """No credentials, or credentials that do not verify."""
 
 
-class UpstreamError(RequestError):
-    """Daily failed us: 502 when it answered badly, 503 when it could not be reached."""
-
-    status = 502
+class NotFound(RequestError):
+    """What the request names does not exist (an endpoint, a tracked call)."""
 
 
-class NoCallInProgress(RequestError):
+class NoCallInProgress(NotFound):
     """Decline or leave with no tracked call in the token's chat."""
-
-    status = 404
 
     def __init__(self) -> None:
         super().__init__("No call in progress")
@@ -67,4 +58,11 @@ class NoCallInProgress(RequestError):
 class Conflict(RequestError):
     """The request does not fit the call as it is now (another call, or who is in the room)."""
 
-    status = 409
+
+class BodyTooLarge(RequestError):
+    """A request body past its endpoint's limit."""
+
+
+class TryAgain(RequestError):
+    """Nothing is wrong with the request, but it cannot be served right now (Daily's presence
+    unreadable, a shared piece of work interrupted)."""

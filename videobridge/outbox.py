@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
+import enum
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
 
+from videobridge.background import BackgroundTasks
+from videobridge.backoff import Backoff
 from videobridge.events import EventSink
 from videobridge.models import Call, Notification, NotificationKind
+from videobridge.notifier.candid import Success
+from videobridge.notifier.ic import Delivered, Notifier, Outcome, Rejected, Skipped, TransientNotifyError
+from videobridge.notifier.routing import plan_decline, plan_end, plan_start, wire_form
 from videobridge.store import Change, StateStore
 
 log = structlog.get_logger("videobridge.outbox")
@@ -28,35 +32,34 @@ class OutboxObserver(Protocol):
     def notification_done(self, kind: str, outcome: str) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    initial: float = 1.0
-    maximum: float = 300.0
-    factor: float = 2.0
-
-    def delay(self, attempt: int) -> float:
-        cap = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
-        return random.uniform(cap / 2, cap)  # "equal jitter": never retries in lockstep, never zero
+RetryPolicy = Backoff  # the outbox's name for it (settings and tests pass one in)
+DEFAULT_RETRY = Backoff()
 
 
-def outcome_label(outcome: object) -> tuple[str, dict[str, Any]]:
-    """Map a notifier outcome to a metric label and log fields."""
-    name = type(outcome).__name__
-    if name == "Delivered":
-        reply = getattr(outcome, "reply", None)
-        if type(reply).__name__ in ("Success", "ReplySuccess"):
-            return "success", {}
-        return "error", {"code": getattr(reply, "code", None), "reason": getattr(reply, "message", None)}
-    if name == "Rejected":
-        return "rejected", {"code": getattr(outcome, "code", None), "reason": getattr(outcome, "message", None)}
-    if name == "Skipped":
-        return "skipped", {}
-    return name.lower(), {}
+class Settled(enum.Enum):
+    """How the IC settled a notification: the `outcome` metric label and log field."""
+
+    SUCCESS = "success"  # the canister answered Success
+    ERROR = "error"  # the canister answered with an OpenChat error
+    REJECTED = "rejected"  # the IC (or our own check before sending) refused the call
+    SKIPPED = "skipped"  # notifications are not configured: logged, not sent
+
+
+def outcome_label(outcome: Outcome) -> tuple[Settled, dict[str, Any]]:
+    """Map a notifier outcome to its label and log fields."""
+    if isinstance(outcome, Delivered):
+        if isinstance(outcome.reply, Success):
+            return Settled.SUCCESS, {}
+        return Settled.ERROR, {"code": outcome.reply.code, "reason": outcome.reply.message}
+    if isinstance(outcome, Rejected):
+        return Settled.REJECTED, {"code": outcome.code, "reason": outcome.message}
+    assert isinstance(outcome, Skipped)
+    return Settled.SKIPPED, {}
 
 
 class Outbox:
-    def __init__(self, *, store: StateStore, notifier: Any, clock: Callable[[], float] = time.time,
-                 retry: RetryPolicy = RetryPolicy(), concurrency: int = 16,
+    def __init__(self, *, store: StateStore, notifier: Notifier | None, clock: Callable[[], float] = time.time,
+                 retry: Backoff = DEFAULT_RETRY, concurrency: int = 16,
                  observer: OutboxObserver | None = None, legacy_user_end: bool = False,
                  events: EventSink | None = None) -> None:
         self._store = store
@@ -71,7 +74,7 @@ class Outbox:
         self._in_flight: set[int] = set()  # message ids being delivered
         self._attempts: dict[int, int] = {}  # seq -> failed attempts (memory only: restarts retry at once)
         self._not_before: dict[int, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._deliveries = BackgroundTasks("outbox")
         # Starts this process queued that have surely not reached the IC (never attempted, or
         # every attempt failed to connect). Only those may be cancelled by an end; a start
         # loaded from disk may have been sent by the previous process.
@@ -84,8 +87,6 @@ class Outbox:
 
     # -- planning (called by the call service, inside its per-room lock) -----------------------
     def plan_start(self, call: Call) -> list[Notification]:
-        from videobridge.notifier.routing import plan_start
-
         notes = plan_start(call, first_seq=self._store.allocate_seq(2), now=self._clock())
         self._unsent.update(n.seq for n in notes)
         return notes
@@ -95,8 +96,6 @@ class Outbox:
 
         Declines queued behind that start are cancelled with it: OpenChat never heard of the call.
         """
-        from videobridge.notifier.routing import plan_end
-
         pending_start = [n.seq for n in self._store.outbox.values()
                          if n.message_id == call.message_id and n.kind is NotificationKind.START]
         if pending_start and all(seq in self._unsent for seq in pending_start):
@@ -116,8 +115,6 @@ class Outbox:
 
     def plan_decline(self, call: Call, *, user_id: str, local_user_index: str) -> Change:
         """A declined ring in a group or channel: queued behind the call's start, never cancels it."""
-        from videobridge.notifier.routing import plan_decline
-
         notes = plan_decline(call, user_id=user_id, local_user_index=local_user_index,
                              first_seq=self._store.allocate_seq(1), now=self._clock())
         return Change(add_notifications=notes)
@@ -163,21 +160,16 @@ class Outbox:
                     # from here on an end may no longer cancel it: decided before the task first runs
                     unsent = note.seq in self._unsent
                     self._unsent.discard(note.seq)
-                    task = asyncio.create_task(self._deliver(note, unsent), name=f"notify-{note.seq}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._deliveries.spawn(self._deliver(note, unsent), name=f"notify-{note.seq}")
                 timeout = None if next_at is None else max(0.0, next_at - self._clock())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._deliveries.aclose()
 
     async def _deliver(self, note: Notification, unsent: bool) -> None:
-        from videobridge.notifier import TransientNotifyError
-        from videobridge.notifier.routing import wire_form
-
+        # None: an offline `calls end` queues but never delivers
+        assert self._notifier is not None, "the outbox worker needs a notifier"
         # whichever version queued it, send the shape the canisters take now (and the switch asks for)
         with contextlib.suppress(Exception):  # wire_form is total; never let a surprise stall this call
             note = wire_form(note, legacy_user_end=self._legacy_user_end)
@@ -200,17 +192,18 @@ class Outbox:
                 log.warning("notification_retry", attempt=attempt, retry_in=round(delay, 2),
                             error=str(exc)[:200], **fields)
                 return
-            label, extra = outcome_label(outcome)
+            settled, extra = outcome_label(outcome)
+            label = settled.value
             await self._store.commit(Change(settle_notifications=[note.seq]))
             self._attempts.pop(note.seq, None)
             self._not_before.pop(note.seq, None)
             self._count(note.kind.value, label)
             self.failures = 0
             self.last_delivered_at = self._clock()
-            if label in ("error", "rejected"):
+            if settled in (Settled.ERROR, Settled.REJECTED):
                 self.last_error = (self._clock(), f"{label}: " + " ".join(str(v) for v in extra.values() if v)[:200])
             self._record("notification_settled", note, f"{note.kind.value}: {label}")
-            level = log.info if label in ("success", "skipped") else log.warning
+            level = log.info if settled in (Settled.SUCCESS, Settled.SKIPPED) else log.warning
             level("notification_settled", outcome=label, **extra, **fields)
         except Exception:
             log.exception("notification_failed", **fields)

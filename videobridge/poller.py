@@ -7,13 +7,13 @@ errors without ever leaving the loop; reports its health to the systemd watchdog
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import structlog
 
+from videobridge.backoff import Backoff
 from videobridge.calls import CallService
 from videobridge.daily.errors import DailyError
 
@@ -39,6 +39,7 @@ class PresencePoller:
         self._interval = interval
         self._monotonic = monotonic
         self._observer = observer
+        self._backoff = Backoff(initial=2 * interval, maximum=MAX_BACKOFF)
         self.failures = 0
         self.last_success: float | None = None  # monotonic time of the last good poll
         self.occupancy: dict[str, int] = {}  # participants per room at the last good poll
@@ -75,8 +76,7 @@ class PresencePoller:
     def _delay(self) -> float:
         if self.failures == 0:
             return self._interval
-        backoff = min(MAX_BACKOFF, self._interval * 2 ** min(self.failures, 10))
-        return max(self._interval, random.uniform(backoff / 2, backoff))
+        return max(self._interval, self._backoff.delay(self.failures))
 
     async def run(self) -> None:
         while True:

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from videobridge.bridge import Bridge
+from videobridge.views import public_call
 
 STATUS_VERSION = 1
 RECENT_EVENTS = 10
@@ -22,10 +23,7 @@ def snapshot(bridge: Bridge, *, now: float | None = None) -> dict[str, Any]:
     polled = bridge.poller.last_success is not None
     occupancy = bridge.poller.occupancy
     calls = [
-        {"roomName": c.room_name, "messageId": str(c.message_id), "chatKind": c.chat.kind.value,
-         "callType": c.call_type.value, "state": c.state.value, "startedBy": c.started_by,
-         "createdAt": c.created_at, "roomExp": c.room_exp,
-         "participants": occupancy.get(c.room_name, 0) if polled else None}
+        {**public_call(c), "participants": occupancy.get(c.room_name, 0) if polled else None}
         for c in sorted(bridge.store.calls.values(), key=lambda c: c.created_at)
     ]
     outbox = bridge.outbox

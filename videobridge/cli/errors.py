@@ -49,8 +49,6 @@ def explain(exc: BaseException) -> tuple[int, str] | None:
         return USAGE, str(exc)
     if isinstance(exc, InvalidChat):
         return USAGE, f"bad chat: {exc}"
-    if isinstance(exc, VideoBridgeError):
-        return FAILED, str(exc)
     if "videobridge.daily" in sys.modules:
         from videobridge.daily import DailyError, DailyRejected, DailyUnavailable
 
@@ -62,6 +60,8 @@ def explain(exc: BaseException) -> tuple[int, str] | None:
             elif isinstance(exc, DailyUnavailable) and exc.status is None:
                 hint = " (check DAILY_API_URL and the network)"
             return FAILED, f"{exc}{hint}"
+    if isinstance(exc, VideoBridgeError):  # after DailyError (one of them), which gets a hint
+        return FAILED, str(exc)
     if "aiohttp" in sys.modules:
         import aiohttp
 

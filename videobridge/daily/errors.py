@@ -1,13 +1,17 @@
 """Errors raised by the Daily REST client.
 
 Every error names a low-cardinality endpoint template ("GET /rooms/:name"), never a room name,
-token or API key, so it can go straight into logs and metric labels.
+token or API key, so it can go straight into logs and metric labels. Imports nothing but
+`videobridge.errors` (no aiohttp): the module is cheap, though the `videobridge.daily` package
+__init__ pulls in the client.
 """
 
 from __future__ import annotations
 
+from videobridge.errors import VideoBridgeError
 
-class DailyError(Exception):
+
+class DailyError(VideoBridgeError):
     """A Daily REST call failed. `str()` is a one-line summary without secrets."""
 
     outcome = "error"  # metric label for this failure class

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import re
@@ -14,9 +13,10 @@ from aiohttp import web
 
 from videobridge.auth import ACCESS_CLAIMS, DECLINE_CLAIMS, END_CLAIMS, LEAVE_CLAIMS
 from videobridge.bridge import Bridge
-from videobridge.errors import AuthError, BadRequest, RequestError
+from videobridge.errors import AuthError, BadRequest, BodyTooLarge, NotFound
 from videobridge.models import Initiator
-from videobridge.web.keys import BACKGROUND, BRIDGE, CLAIMS, OUTCOME
+from videobridge.views import public_call
+from videobridge.web.keys import BRIDGE, CLAIMS, OUTCOME
 from videobridge.web.responses import error_response, json_response
 from videobridge.webhooks import MAX_BODY, Verdict, WebhookEvent
 
@@ -54,7 +54,8 @@ async def meeting_access_token(request: web.Request) -> web.Response:
     request[CLAIMS] = claims
     grant = await bridge.calls.access(claims, parse_initiator(request.query))
     request[OUTCOME] = "joined" if grant.joining else "started"
-    return json_response(grant.to_json())
+    return json_response({"token": grant.token, "roomName": grant.room_name,
+                          "messageId": str(grant.message_id), "joining": grant.joining})
 
 
 async def end_meeting(request: web.Request) -> web.Response:
@@ -62,8 +63,13 @@ async def end_meeting(request: web.Request) -> web.Response:
     claims = bridge.verifier.verify(request.headers.get("x-auth-jwt"), accept=END_CLAIMS)
     request[CLAIMS] = claims
     answer = await bridge.calls.request_end(claims)
-    request[OUTCOME] = "ended" if answer["ended"] else "kept"
-    return json_response(answer)
+    request[OUTCOME] = "ended" if answer.ended else "kept"
+    body: dict[str, Any] = {"ended": answer.ended, "roomName": answer.room_name}
+    if answer.participants is not None:
+        body["participants"] = answer.participants
+    if answer.kept is not None:
+        body["reason"] = answer.kept.value
+    return json_response(body)
 
 
 async def decline(request: web.Request) -> web.Response:
@@ -71,7 +77,7 @@ async def decline(request: web.Request) -> web.Response:
     bridge = request.app[BRIDGE]
     claims = bridge.verifier.verify(request.headers.get("x-auth-jwt"), accept=DECLINE_CLAIMS)
     request[CLAIMS] = claims
-    request[OUTCOME] = await bridge.calls.decline(claims)
+    request[OUTCOME] = (await bridge.calls.decline(claims)).value
     return web.Response(status=204)
 
 
@@ -80,19 +86,20 @@ async def leave(request: web.Request) -> web.Response:
     claims = bridge.verifier.verify(request.headers.get("x-auth-jwt"), accept=LEAVE_CLAIMS)
     request[CLAIMS] = claims
     session_id = parse_leave_body(await read_small_body(request, MAX_LEAVE_BODY))
-    request[OUTCOME] = await bridge.calls.leave(claims, session_id)
+    await bridge.calls.leave(claims, session_id)
+    request[OUTCOME] = "left"
     return web.Response(status=204)
 
 
 async def read_small_body(request: web.Request, limit: int) -> bytes:
     """The body, or 413 past `limit` bytes (read no further than that, chunked or not)."""
     if request.content_length is not None and request.content_length > limit:
-        raise RequestError(f"body larger than {limit} bytes", status=413)
+        raise BodyTooLarge(f"body larger than {limit} bytes")
     body = bytearray()
     while chunk := await request.content.read(limit + 1 - len(body)):
         body += chunk
         if len(body) > limit:
-            raise RequestError(f"body larger than {limit} bytes", status=413)
+            raise BodyTooLarge(f"body larger than {limit} bytes")
     return bytes(body)
 
 
@@ -131,7 +138,7 @@ async def hook(request: web.Request) -> web.Response:
     bridge.metrics.webhook_event(verdict.value)
     request[OUTCOME] = verdict.value
     if verdict is Verdict.ACCEPTED and event is not None:
-        _dispatch(request.app, bridge, event)
+        _dispatch(bridge, event)
     elif verdict in (Verdict.BAD_SIGNATURE, Verdict.STALE, Verdict.MALFORMED, Verdict.DISABLED):
         log.warning("webhook_refused", verdict=verdict.value)
         message = {Verdict.BAD_SIGNATURE: "webhook signature does not verify",
@@ -142,7 +149,7 @@ async def hook(request: web.Request) -> web.Response:
     return json_response({"status": verdict.value})
 
 
-def _dispatch(app: web.Application, bridge: Bridge, event: WebhookEvent) -> None:
+def _dispatch(bridge: Bridge, event: WebhookEvent) -> None:
     """Work after the answer: Daily wants its 200 within seconds."""
     assert event.room is not None
     log.info("webhook_event", type=event.type, room=event.room, event_id=event.id)
@@ -152,11 +159,7 @@ def _dispatch(app: web.Application, bridge: Bridge, event: WebhookEvent) -> None
         bridge.calls.on_meeting_ended(event.room, event.payload)
     elif event.type in ("meeting.started", "participant.joined"):
         meeting_id = event.payload.get("meeting_id") if event.type == "meeting.started" else None
-        task = asyncio.create_task(bridge.calls.mark_live(
-            event.room, meeting_id if isinstance(meeting_id, str) and meeting_id else None))
-        tasks: set[asyncio.Task[Any]] = app[BACKGROUND]
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        bridge.calls.mark_live_soon(event.room, meeting_id if isinstance(meeting_id, str) and meeting_id else None)
     # participant.left needs nothing: meeting.ended follows the last one, and the poller (two
     # empty polls) backs it up. Polling at once would only see Daily's presence, which lags.
 
@@ -165,7 +168,7 @@ def _admin(request: web.Request) -> Bridge:
     bridge = request.app[BRIDGE]
     expected = bridge.settings.admin_token
     if not expected:
-        raise RequestError("no such endpoint", status=404)
+        raise NotFound("no such endpoint")
     given = request.headers.get("Authorization", "")
     if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
         raise AuthError("admin endpoints need Authorization: Bearer <VIDEOBRIDGE_ADMIN_TOKEN>")
@@ -174,12 +177,7 @@ def _admin(request: web.Request) -> Bridge:
 
 async def meetings(request: web.Request) -> web.Response:
     bridge = _admin(request)
-    return json_response([
-        {"roomName": c.room_name, "messageId": str(c.message_id), "state": c.state.value,
-         "callType": c.call_type.value, "startedBy": c.started_by, "createdAt": c.created_at,
-         "chatKind": c.chat.kind.value, "roomExp": c.room_exp}
-        for c in bridge.store.calls.values()
-    ])
+    return json_response([public_call(c) for c in bridge.store.calls.values()])
 
 
 async def status(request: web.Request) -> web.Response:
@@ -193,7 +191,7 @@ async def admin_end(request: web.Request) -> web.Response:
     bridge = _admin(request)
     room = request.match_info["room"]
     if room not in bridge.store.calls:
-        raise RequestError(f"no tracked call in room {room[:64]}", status=404)
+        raise NotFound(f"no tracked call in room {room[:64]}")
     await bridge.calls.end_call(room, "admin")
     return json_response({"ended": True, "roomName": room})
 

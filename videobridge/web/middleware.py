@@ -11,7 +11,18 @@ from collections.abc import Awaitable, Callable, Iterable
 import structlog
 from aiohttp import web
 
-from videobridge.errors import RequestError, StateError
+from videobridge.daily.errors import DailyError, DailyRateLimited, DailyUnavailable
+from videobridge.errors import (
+    AuthError,
+    BadRequest,
+    BodyTooLarge,
+    Conflict,
+    NotFound,
+    RequestError,
+    StateError,
+    TryAgain,
+    VideoBridgeError,
+)
 from videobridge.logs import access_line
 from videobridge.web.keys import CLAIMS, OUTCOME
 from videobridge.web.responses import error_response
@@ -22,6 +33,32 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ALLOW_HEADERS = "x-auth-jwt, content-type, authorization"
 ALLOW_METHODS = "GET, POST, OPTIONS"
 PREFLIGHT_MAX_AGE = "600"
+
+# The one place an error becomes an HTTP status: the most specific class in an error's MRO wins.
+ERROR_STATUS: dict[type[VideoBridgeError], int] = {
+    RequestError: 400,
+    BadRequest: 400,
+    AuthError: 401,
+    NotFound: 404,
+    Conflict: 409,
+    BodyTooLarge: 413,
+    TryAgain: 503,
+    DailyError: 502,  # Daily answered badly
+    DailyUnavailable: 503,  # Daily could not be reached (after retries)
+    DailyRateLimited: 503,
+}
+
+
+def error_status(exc: VideoBridgeError) -> int:
+    for cls in type(exc).__mro__:
+        status = ERROR_STATUS.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
+def error_message(exc: VideoBridgeError) -> str:
+    return f"Daily: {exc}" if isinstance(exc, DailyError) else str(exc)
 
 
 class Cors:
@@ -77,11 +114,11 @@ def make_middleware(cors: Cors, observe: Callable[[str, str, int, float], None],
         else:
             try:
                 response = await handler(request)
-            except RequestError as exc:
-                response = error_response(exc.status, str(exc))
             except StateError as exc:
                 log.error("state_unwritable", error=str(exc))
                 response = error_response(503, "the bridge cannot save state right now")
+            except (RequestError, DailyError) as exc:
+                response = error_response(error_status(exc), error_message(exc))
             except web.HTTPException as exc:
                 response = error_response(exc.status, exc.reason if exc.status != 404 else "no such endpoint",
                                           headers={k: v for k, v in exc.headers.items() if k == "Allow"})
