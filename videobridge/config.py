@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from videobridge.errors import ConfigError
 
@@ -46,7 +46,7 @@ class Settings:
     start_grace: float = 300.0
     admin_token: str | None = field(default=None, repr=False)
     cors_origins: tuple[str, ...] = ("*",)
-    log_format: str = "auto"
+    log_format: Literal["json", "console", "auto"] = "auto"
     log_level: str = "info"
     legacy_user_end: bool = False  # user-canister ends in the shape from before OpenChat #9401
     ic_root_key: bytes | None = field(default=None, repr=False)  # DER; None = the IC mainnet's root key

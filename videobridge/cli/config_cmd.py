@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from videobridge.cli.common import EnvFile
-from videobridge.cli.errors import handle_errors, run
+from videobridge.cli.errors import FAILED, USAGE, OperatorError, handle_errors, run
 from videobridge.cli.output import Json, note, print_json, print_table, status_text
 
 if TYPE_CHECKING:
@@ -68,11 +68,13 @@ def check(
                     [(r.name, status_text(r.status), r.detail) for r in checks])
         if problems:
             print_table("what is wrong", ("", "problem"), [(r.name, r.detail) for r in problems])
-        note("configuration OK" if not problems else f"videobridge: {len(problems)} problem(s) found")
-    if any(r.status == "fail" for r in settings_rows):
-        raise SystemExit(2)
-    if problems:
-        raise SystemExit(1)
+    if not problems:
+        if not json:
+            note("configuration OK")
+        return
+    # the report is out (stdout): in JSON the exit status alone says it, else one line on stderr
+    code = USAGE if any(r.status == "fail" for r in settings_rows) else FAILED
+    raise OperatorError("" if json else f"{len(problems)} problem(s) found", code=code)
 
 
 def inspect_settings(env_file: Path | None) -> tuple[list[Row], Settings]:
