@@ -1,7 +1,9 @@
 """Assembles the running bridge: store, Daily client, tokens, outbox, calls, poller.
 
-`open_bridge` is an async context manager: everything it starts it also stops, in order
-(background tasks first, then the state file, then HTTP sessions).
+`open_bridge` is the one place these services are built and wired. It is an async context
+manager: everything it starts it also stops, in order (background tasks first, then the state
+file, then HTTP sessions). `serve` runs it with its background workers; `calls end` without a
+daemon runs it with them off, so what it plans waits in the state file's outbox.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import structlog
@@ -30,6 +32,9 @@ from videobridge.store import StateStore, summarize
 from videobridge.webhook_monitor import WebhookMonitor
 from videobridge.webhooks import WebhookVerifier
 
+if TYPE_CHECKING:
+    from videobridge.notifier import Notifier
+
 log = structlog.get_logger("videobridge")
 DOMAIN_RETRY_SECONDS = 30.0
 
@@ -40,17 +45,22 @@ class Bridge:
     store: StateStore
     daily: DailyClient
     minter: TokenMinter
-    verifier: JwtVerifier
+    jwt: JwtVerifier | None  # None only without workers (no HTTP edge, OC_PUBLIC not needed)
     webhooks: WebhookVerifier
     outbox: Outbox
     calls: CallService
     poller: PresencePoller
     health: DailyHealth
     metrics: Metrics
-    notifier: Any
     events: EventLog = field(default_factory=EventLog)
     webhook: WebhookMonitor | None = None
     started_at: float = field(default_factory=time.time)
+
+    @property
+    def verifier(self) -> JwtVerifier:
+        if self.jwt is None:
+            raise ConfigError("OC_PUBLIC is required but not set (environment, .env or credential)")
+        return self.jwt
 
     def readiness(self) -> dict[str, bool]:
         """GET /readyz's checks (also the videobridge_ready series)."""
@@ -60,13 +70,12 @@ class Bridge:
 MAINNET_HOSTS = ("icp-api.io", "ic0.app", "icp0.io")
 
 
-def build_notifier(settings: Settings, *, sandbox: bool = False) -> Any:
+def build_notifier(settings: Settings) -> Notifier:
     from videobridge.notifier import IcNotifier, LoggingNotifier, identity_principal, load_identity
 
-    if sandbox or not settings.notifications_enabled:
-        if not sandbox:
-            log.warning("notifications_disabled",
-                        reason="IC_URL and OC_IDENTITY are both needed; OpenChat will not hear of calls")
+    if not settings.notifications_enabled:
+        log.warning("notifications_disabled",
+                    reason="IC_URL and OC_IDENTITY are both needed; OpenChat will not hear of calls")
         return LoggingNotifier()
     assert settings.ic_url and settings.oc_identity
     try:
@@ -105,20 +114,31 @@ async def _resolve_domain(daily: DailyClient, minter: TokenMinter) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_bridge(settings: Settings, *, notifier: Any | None = None, sandbox: bool = False,
+async def open_bridge(settings: Settings, *, notifier: Notifier | None = None, metrics: Metrics | None = None,
+                      workers: bool = True, daily_deadline: float | None = None,
                       clock: Callable[[], float] = time.time,
                       notify_retry: RetryPolicy | None = None) -> AsyncIterator[Bridge]:
-    if not settings.daily_api_key:
-        raise ConfigError("DAILY_API_KEY is required but not set (environment, .env or credential)")
-    if not settings.oc_public:
-        raise ConfigError("OC_PUBLIC is required but not set (environment, .env or credential)")
-    metrics = Metrics()
+    """The bridge's services, wired. `workers=False`: no outbox worker, poller, webhook monitor or
+    domain resolver, and no resumed room deletes; for a one-shot command on the state file."""
+    store = StateStore(settings.state_path)
+    store.open()  # first: a held state file is the first thing to report
+    try:
+        if not settings.daily_api_key:
+            raise ConfigError("DAILY_API_KEY is required but not set (environment, .env or credential)")
+        if workers and not settings.oc_public:
+            raise ConfigError("OC_PUBLIC is required but not set (environment, .env or credential)")
+        notifier = notifier if notifier is not None else build_notifier(settings)
+    except BaseException:
+        store.close()
+        raise
+    metrics = metrics if metrics is not None else Metrics()
     events = EventLog(clock=clock)
     health = DailyHealth(forward=metrics)
-    store = StateStore(settings.state_path)
-    store.open()
-    daily = DailyClient(api_key=settings.daily_api_key, base_url=settings.daily_api_url, observer=health)
-    notifier = notifier if notifier is not None else build_notifier(settings, sandbox=sandbox)
+    if daily_deadline is None:
+        daily = DailyClient(api_key=settings.daily_api_key, base_url=settings.daily_api_url, observer=health)
+    else:  # a one-shot command: shorter deadlines than the daemon's
+        daily = DailyClient(api_key=settings.daily_api_key, base_url=settings.daily_api_url, observer=health,
+                            request_timeout=min(5.0, daily_deadline), deadline=daily_deadline)
     minter = TokenMinter(api_key=settings.daily_api_key, domain_id=settings.daily_domain_id, client=daily)
     outbox = Outbox(store=store, notifier=notifier, clock=clock, retry=notify_retry or RetryPolicy(),
                     observer=metrics, legacy_user_end=settings.legacy_user_end, events=events)
@@ -128,24 +148,26 @@ async def open_bridge(settings: Settings, *, notifier: Any | None = None, sandbo
     monitor = WebhookMonitor(daily=daily, secret=settings.daily_hook_hmac, interval=settings.webhook_check_interval,
                              autoheal=settings.webhook_autoheal, observer=metrics.ops, events=events, clock=clock)
     bridge = Bridge(settings=settings, store=store, daily=daily, minter=minter,
-                    verifier=JwtVerifier(settings.oc_public),
+                    jwt=JwtVerifier(settings.oc_public) if settings.oc_public else None,
                     webhooks=WebhookVerifier(settings.daily_hook_hmac, clock=clock),
                     outbox=outbox, calls=calls, poller=poller, health=health, metrics=metrics,
-                    notifier=notifier, events=events, webhook=monitor)
+                    events=events, webhook=monitor)
     metrics.ops.set_sources(ready=lambda: all(bridge.readiness().values()),
                             webhook=lambda: (monitor.status.state, monitor.status.failed_count),
                             calls=lambda: store.calls, start_grace=settings.start_grace, clock=clock)
     metrics.set_state_source(lambda: summarize(store.calls), outbox_depth=lambda: outbox.depth,
                              outbox_age=outbox.oldest_age, poll_age=poller.seconds_since_success)
-    if not settings.daily_hook_hmac:
-        log.warning("webhooks_disabled", reason="DAILY_HOOK_HMAC is not set; the poller alone ends calls")
-    tasks = [asyncio.create_task(outbox.run(), name="outbox"), asyncio.create_task(poller.run(), name="poller")]
-    if monitor.enabled:
-        tasks.append(asyncio.create_task(monitor.run(), name="webhook-monitor"))
-    if not minter.self_signing and not await _fetch_domain(daily, minter, deadline=5.0):
-        tasks.append(asyncio.create_task(_resolve_domain(daily, minter), name="daily-domain"))
-    calls.resume()
-    log.info("state_loaded", path=str(settings.state_path), calls=len(store.calls), outbox=outbox.depth)
+    tasks: list[asyncio.Task[None]] = []
+    if workers:
+        if not settings.daily_hook_hmac:
+            log.warning("webhooks_disabled", reason="DAILY_HOOK_HMAC is not set; the poller alone ends calls")
+        tasks += [asyncio.create_task(outbox.run(), name="outbox"), asyncio.create_task(poller.run(), name="poller")]
+        if monitor.enabled:
+            tasks.append(asyncio.create_task(monitor.run(), name="webhook-monitor"))
+        if not minter.self_signing and not await _fetch_domain(daily, minter, deadline=5.0):
+            tasks.append(asyncio.create_task(_resolve_domain(daily, minter), name="daily-domain"))
+        calls.resume()
+        log.info("state_loaded", path=str(settings.state_path), calls=len(store.calls), outbox=outbox.depth)
     try:
         yield bridge
     finally:

@@ -10,23 +10,14 @@ import base64
 import binascii
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from videobridge.errors import ConfigError
 
 DEFAULT_DAILY_API_URL = "https://api.daily.co/v1"
-SECRETS = ("DAILY_API_KEY", "DAILY_HOOK_HMAC", "OC_IDENTITY", "VIDEOBRIDGE_ADMIN_TOKEN", "OC_PUBLIC")
-KNOWN = (
-    "DAILY_API_KEY", "DAILY_API_URL", "DAILY_DOMAIN_ID", "DAILY_HOOK_HMAC", "OC_PUBLIC",
-    "OC_IDENTITY", "IC_URL", "PORT", "HOST", "VIDEOBRIDGE_STATE", "VIDEOBRIDGE_PRESENCE_INTERVAL",
-    "VIDEOBRIDGE_START_GRACE", "VIDEOBRIDGE_ADMIN_TOKEN", "VIDEOBRIDGE_CORS_ORIGINS",
-    "VIDEOBRIDGE_LOG_FORMAT", "VIDEOBRIDGE_LOG_LEVEL", "VIDEOBRIDGE_LEGACY_USER_END",
-    "VIDEOBRIDGE_IC_ROOT_KEY",
-    "VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL", "VIDEOBRIDGE_WEBHOOK_AUTOHEAL",
-)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -46,7 +37,7 @@ class Settings:
     start_grace: float = 300.0
     admin_token: str | None = field(default=None, repr=False)
     cors_origins: tuple[str, ...] = ("*",)
-    log_format: str = "auto"
+    log_format: Literal["json", "console", "auto"] = "auto"
     log_level: str = "info"
     legacy_user_end: bool = False  # user-canister ends in the shape from before OpenChat #9401
     ic_root_key: bytes | None = field(default=None, repr=False)  # DER; None = the IC mainnet's root key
@@ -123,70 +114,79 @@ def load_settings(*, env_file: Path | None = None, environ: Mapping[str, str] | 
         if not raw.get(name):
             raise ConfigError(f"{name} is required but not set (environment, .env or credential)")
     kw: dict[str, Any] = {"sources": sources}
-    if raw.get("DAILY_API_KEY"):
-        kw["daily_api_key"] = raw["DAILY_API_KEY"]
-    if raw.get("DAILY_API_URL"):
-        kw["daily_api_url"] = _url("DAILY_API_URL", raw["DAILY_API_URL"]).rstrip("/")
-    if raw.get("DAILY_DOMAIN_ID"):
-        kw["daily_domain_id"] = raw["DAILY_DOMAIN_ID"]
-    if raw.get("DAILY_HOOK_HMAC"):
-        kw["daily_hook_hmac"] = _base64("DAILY_HOOK_HMAC", raw["DAILY_HOOK_HMAC"])
-    if raw.get("OC_PUBLIC"):
-        kw["oc_public"] = _public_key("OC_PUBLIC", raw["OC_PUBLIC"])
-    if raw.get("OC_IDENTITY"):
-        pem = _unescape_pem(raw["OC_IDENTITY"])
-        if "-----BEGIN" not in pem:
-            raise ConfigError("OC_IDENTITY: not a PEM private key")
-        kw["oc_identity"] = pem
-    if raw.get("IC_URL"):
-        kw["ic_url"] = _url("IC_URL", raw["IC_URL"]).rstrip("/")
-    if raw.get("HOST"):
-        kw["host"] = raw["HOST"]
-    if raw.get("PORT"):
-        kw["port"] = _int("PORT", raw["PORT"], 0, 65535)
-    state = raw.get("VIDEOBRIDGE_STATE")
-    if state:
-        kw["state_path"] = Path(state)
-    elif environ.get("STATE_DIRECTORY"):
+    for var in VARIABLES:
+        if raw.get(var.name):
+            kw[var.attr] = var.parse(var.name, raw[var.name])
+    if "state_path" not in kw and environ.get("STATE_DIRECTORY"):
         # systemd may pass several colon-separated directories; the first is ours
         kw["state_path"] = Path(environ["STATE_DIRECTORY"].split(":")[0]) / "state.json"
-    if raw.get("VIDEOBRIDGE_PRESENCE_INTERVAL"):
-        kw["presence_interval"] = _float("VIDEOBRIDGE_PRESENCE_INTERVAL", raw["VIDEOBRIDGE_PRESENCE_INTERVAL"], 0.01)
-    if raw.get("VIDEOBRIDGE_START_GRACE"):
-        kw["start_grace"] = _float("VIDEOBRIDGE_START_GRACE", raw["VIDEOBRIDGE_START_GRACE"], 0.0)
-    if raw.get("VIDEOBRIDGE_ADMIN_TOKEN"):
-        token = raw["VIDEOBRIDGE_ADMIN_TOKEN"]
-        if len(token) < 16:
-            raise ConfigError("VIDEOBRIDGE_ADMIN_TOKEN: must be at least 16 characters")
-        kw["admin_token"] = token
-    if raw.get("VIDEOBRIDGE_CORS_ORIGINS"):
-        origins = tuple(o.strip().rstrip("/") for o in raw["VIDEOBRIDGE_CORS_ORIGINS"].split(",") if o.strip())
-        for origin in origins:
-            if origin != "*" and not origin.startswith(("http://", "https://", "tauri://")):
-                raise ConfigError(f"VIDEOBRIDGE_CORS_ORIGINS: {origin!r} is not '*' or an origin like https://oc.app")
-        kw["cors_origins"] = origins or ("*",)
-    if raw.get("VIDEOBRIDGE_LOG_FORMAT"):
-        fmt = raw["VIDEOBRIDGE_LOG_FORMAT"].lower()
-        if fmt not in ("json", "console", "auto"):
-            raise ConfigError("VIDEOBRIDGE_LOG_FORMAT: must be json or console")
-        kw["log_format"] = fmt
-    if raw.get("VIDEOBRIDGE_LOG_LEVEL"):
-        level = raw["VIDEOBRIDGE_LOG_LEVEL"].lower()
-        if level not in LOG_LEVELS:
-            raise ConfigError(f"VIDEOBRIDGE_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
-        kw["log_level"] = level
-    if raw.get("VIDEOBRIDGE_LEGACY_USER_END"):
-        kw["legacy_user_end"] = _bool("VIDEOBRIDGE_LEGACY_USER_END", raw["VIDEOBRIDGE_LEGACY_USER_END"])
-    if raw.get("VIDEOBRIDGE_IC_ROOT_KEY"):
-        kw["ic_root_key"] = _root_key("VIDEOBRIDGE_IC_ROOT_KEY", raw["VIDEOBRIDGE_IC_ROOT_KEY"])
-    if raw.get("VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL"):
-        interval = _float("VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL", raw["VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL"], 0.0)
-        if 0 < interval < 1:
-            raise ConfigError("VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL: must be 0 (off) or at least 1 second")
-        kw["webhook_check_interval"] = interval
-    if raw.get("VIDEOBRIDGE_WEBHOOK_AUTOHEAL"):
-        kw["webhook_autoheal"] = _bool("VIDEOBRIDGE_WEBHOOK_AUTOHEAL", raw["VIDEOBRIDGE_WEBHOOK_AUTOHEAL"])
     return Settings(**kw)
+
+
+def _text(name: str, value: str) -> str:
+    return value
+
+
+def _http_url(name: str, value: str) -> str:
+    return _url(name, value).rstrip("/")
+
+
+def _pem_identity(name: str, value: str) -> str:
+    pem = _unescape_pem(value)
+    if "-----BEGIN" not in pem:
+        raise ConfigError(f"{name}: not a PEM private key")
+    return pem
+
+
+def _port(name: str, value: str) -> int:
+    return _int(name, value, 0, 65535)
+
+
+def _path(name: str, value: str) -> Path:
+    return Path(value)
+
+
+def _interval(name: str, value: str) -> float:
+    return _float(name, value, 0.01)
+
+
+def _seconds(name: str, value: str) -> float:
+    return _float(name, value, 0.0)
+
+
+def _admin_token(name: str, value: str) -> str:
+    if len(value) < 16:
+        raise ConfigError(f"{name}: must be at least 16 characters")
+    return value
+
+
+def _origins(name: str, value: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://", "tauri://")):
+            raise ConfigError(f"{name}: {origin!r} is not '*' or an origin like https://oc.app")
+    return origins or ("*",)
+
+
+def _log_format(name: str, value: str) -> str:
+    fmt = value.lower()
+    if fmt not in ("json", "console", "auto"):
+        raise ConfigError(f"{name}: must be json or console")
+    return fmt
+
+
+def _log_level(name: str, value: str) -> str:
+    level = value.lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{name}: must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _check_interval(name: str, value: str) -> float:
+    interval = _float(name, value, 0.0)
+    if 0 < interval < 1:
+        raise ConfigError(f"{name}: must be 0 (off) or at least 1 second")
+    return interval
 
 
 def _url(name: str, value: str) -> str:
@@ -256,3 +256,57 @@ def _root_key(name: str, value: str) -> bytes:
         return root_key_from_text(value)
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """One setting: it drives parsing, `videobridge config check` and the README's table."""
+
+    name: str
+    attr: str  # the Settings attribute it sets
+    parse: Callable[[str, str], object]  # (name, stripped value) -> value; raises ConfigError
+    default: str  # what holds when unset, as the README says it
+    meaning: str
+    secret: bool = False  # never shown, never logged
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("DAILY_API_KEY", "daily_api_key", _text, "required for `serve`",
+             "Daily API key (bearer auth; also the HS256 secret of meeting tokens)", secret=True),
+    Variable("DAILY_API_URL", "daily_api_url", _http_url, f"`{DEFAULT_DAILY_API_URL}`", "Daily REST base URL"),
+    Variable("DAILY_DOMAIN_ID", "daily_domain_id", _text, "fetched once from `GET {DAILY_API_URL}/`",
+             "Daily domain id for self-signed tokens"),
+    Variable("DAILY_HOOK_HMAC", "daily_hook_hmac", _base64, "webhooks refused with 503 (the poller still ends calls)",
+             "base64 webhook secret", secret=True),
+    Variable("OC_PUBLIC", "oc_public", _public_key, "required for `serve`",
+             "OpenChat JWT public key, SPKI PEM (P-256)", secret=True),
+    Variable("OC_IDENTITY", "oc_identity", _pem_identity, "notifications off (one warning at start-up)",
+             "secp256k1 private key PEM (SEC1 or PKCS#8) of OpenChat's video-call operator", secret=True),
+    Variable("IC_URL", "ic_url", _http_url, "notifications off", "IC boundary node, e.g. `https://icp-api.io`"),
+    Variable("PORT", "port", _port, "`5050`", "listen port (ignored when systemd passes a socket)"),
+    Variable("HOST", "host", _text, "`127.0.0.1`", "listen address (ignored when systemd passes a socket)"),
+    Variable("VIDEOBRIDGE_STATE", "state_path", _path,
+             "`./videobridge.json`; `$STATE_DIRECTORY/state.json` under systemd",
+             "TinyDB state file (its journal, `<file>.journal`, sits beside it)"),
+    Variable("VIDEOBRIDGE_PRESENCE_INTERVAL", "presence_interval", _interval, "`15`",
+             "seconds between presence polls"),
+    Variable("VIDEOBRIDGE_START_GRACE", "start_grace", _seconds, "`300`",
+             "seconds a started call may stay unseen in Daily before it is ended"),
+    Variable("VIDEOBRIDGE_ADMIN_TOKEN", "admin_token", _admin_token, "admin endpoints answer 404",
+             "bearer token for the admin endpoints (16+ characters)", secret=True),
+    Variable("VIDEOBRIDGE_CORS_ORIGINS", "cors_origins", _origins, "`*`", "comma-separated allowed origins"),
+    Variable("VIDEOBRIDGE_LOG_FORMAT", "log_format", _log_format, "`json`, `console` on a terminal",
+             "`json` or `console`"),
+    Variable("VIDEOBRIDGE_LOG_LEVEL", "log_level", _log_level, "`info`", "`debug`, `info`, `warning`, `error`"),
+    Variable("VIDEOBRIDGE_LEGACY_USER_END", "legacy_user_end", _bool,
+             "`false`: `{user_id: owner, them: other user, message_id}`",
+             "`true`/`false`: user-canister ends in the shape from before OpenChat #9401"),
+    Variable("VIDEOBRIDGE_IC_ROOT_KEY", "ic_root_key", _root_key, "the IC mainnet's root key",
+             "IC root key that replies' certificates must verify under (hex; local replicas and test networks)"),
+    Variable("VIDEOBRIDGE_WEBHOOK_CHECK_INTERVAL", "webhook_check_interval", _check_interval, "`300`",
+             "seconds between checks of the Daily webhook's state (`0`: never check)"),
+    Variable("VIDEOBRIDGE_WEBHOOK_AUTOHEAL", "webhook_autoheal", _bool, "`true`",
+             "`true`/`false`: reactivate our webhook when Daily's circuit breaker stopped it (`FAILED`)"),
+)
+KNOWN = tuple(var.name for var in VARIABLES)
+SECRETS = tuple(var.name for var in VARIABLES if var.secret)

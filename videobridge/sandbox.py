@@ -141,6 +141,7 @@ async def _check_new_paths(http: aiohttp.ClientSession, bridge_url: str, emulato
 
 
 async def run_sandbox(base: Settings, *, out: TextIO, check: bool = False) -> None:
+    from videobridge.notifier import LoggingNotifier
     from videobridge.server import serve
 
     api_key = secrets.token_urlsafe(24)
@@ -168,6 +169,6 @@ async def run_sandbox(base: Settings, *, out: TextIO, check: bool = False) -> No
         out.flush()
 
     try:
-        await serve(settings, sandbox=True, stop=stop, on_ready=on_ready)
+        await serve(settings, notifier=LoggingNotifier(), stop=stop, on_ready=on_ready)
     finally:
         await emulator.stop()

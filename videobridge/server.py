@@ -6,7 +6,7 @@ import asyncio
 import signal
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -14,6 +14,9 @@ from aiohttp import web
 from videobridge.config import Settings
 from videobridge.systemd import Systemd, watchdog_loop
 from videobridge.web import BRIDGE, make_app
+
+if TYPE_CHECKING:
+    from videobridge.notifier import Notifier
 
 log = structlog.get_logger("videobridge")
 
@@ -31,13 +34,13 @@ def site_addresses(runner: web.AppRunner) -> list[tuple[str, int]]:
     return found
 
 
-async def serve(settings: Settings, *, notifier: Any | None = None, sandbox: bool = False,
+async def serve(settings: Settings, *, notifier: Notifier | None = None,
                 systemd: Systemd | None = None, drain_seconds: float = DRAIN_SECONDS,
                 stop: asyncio.Event | None = None,
                 on_ready: Callable[[web.Application, list[tuple[str, int]]], Awaitable[None]] | None = None) -> None:
     """Serve until SIGTERM/SIGINT (or `stop` is set), then drain and return."""
     sd = systemd or Systemd()
-    app = make_app(settings, notifier=notifier, sandbox=sandbox)
+    app = make_app(settings, notifier=notifier)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=drain_seconds, access_log=None)
     await runner.setup()  # opens the state file and Daily session before we accept anything
     try:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from videobridge.cli import calls, config_cmd, rooms, tokens, webhook
-from videobridge.cli.common import fail
 from videobridge.cli.serve import register as register_serve
 
 app = typer.Typer(
@@ -27,13 +24,4 @@ app.add_typer(webhook.app, name="webhook")
 
 
 def main() -> None:
-    from videobridge.errors import ConfigError, VideoBridgeError
-
-    try:
-        app(prog_name="videobridge")
-    except ConfigError as exc:
-        fail(str(exc), code=2)
-    except VideoBridgeError as exc:
-        fail(str(exc), code=1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    app(prog_name="videobridge")  # every command converts its errors with @handle_errors

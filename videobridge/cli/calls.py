@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from videobridge.cli.common import EnvFile, State, load
-from videobridge.cli.errors import OperatorError, daily_client, handle_errors, run
+from videobridge.cli.errors import USAGE, OperatorError, handle_errors, run
 from videobridge.cli.output import Json, note, print_json, print_table, relative, warn, when
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def end(
     settings = load(env_file, state=state)
     base = (url or daemon_url(settings)).rstrip("/")
     if not base.startswith(("http://", "https://")):
-        raise OperatorError(f"--url {base!r} is not an http(s) URL", code=2)
+        raise OperatorError(f"--url {base!r} is not an http(s) URL", code=USAGE)
     result = run(_end(settings, room, base))
     if json:
         print_json(result)
@@ -138,46 +138,34 @@ async def _end_via_daemon(base: str, token: str, room: str) -> dict[str, Any] | 
 
 
 async def _end_offline(settings: Settings, room: str, *, daemon: str | None) -> dict[str, Any]:
-    from videobridge.calls import CallService
-    from videobridge.daily import TokenMinter
+    from contextlib import AsyncExitStack
+
+    from videobridge.bridge import open_bridge
     from videobridge.errors import StateLocked
-    from videobridge.outbox import Outbox
-    from videobridge.store import StateStore
+    from videobridge.notifier import LoggingNotifier
 
     if not settings.state_path.exists():
         raise OperatorError(f"no tracked call in room {room} (no state file at {settings.state_path})")
-    store = StateStore(settings.state_path)
-    try:
-        store.open()
-    except StateLocked:
-        if daemon:
-            raise OperatorError(f"a running `videobridge serve` holds {settings.state_path} but its admin "
-                                f"API did not answer at {daemon} (wrong --url, HOST or PORT?)") from None
-        raise OperatorError(f"a running `videobridge serve` holds {settings.state_path}: set "
-                            "VIDEOBRIDGE_ADMIN_TOKEN (the daemon's) to end calls through its admin API") from None
-    try:
-        daily = daily_client(settings, deadline=20.0)
-    except BaseException:
-        store.close()
-        raise
-    try:
+    async with AsyncExitStack() as stack:
+        try:
+            # No workers: the outbox only plans here, the next `serve` delivers (hence no real notifier).
+            bridge = await stack.enter_async_context(
+                open_bridge(settings, notifier=LoggingNotifier(), workers=False, daily_deadline=20.0))
+        except StateLocked:
+            if daemon:
+                raise OperatorError(f"a running `videobridge serve` holds {settings.state_path} but its admin "
+                                    f"API did not answer at {daemon} (wrong --url, HOST or PORT?)") from None
+            raise OperatorError(f"a running `videobridge serve` holds {settings.state_path}: set "
+                                "VIDEOBRIDGE_ADMIN_TOKEN (the daemon's) to end calls through its admin API") from None
+        store = bridge.store
         call = store.calls.get(room)
         if call is None:
             raise OperatorError(f"no tracked call in room {room}")
         before = set(store.outbox)
-        # The outbox only plans here: its worker never runs, the next `serve` delivers.
-        outbox = Outbox(store=store, notifier=None)
-        assert settings.daily_api_key
-        minter = TokenMinter(api_key=settings.daily_api_key, domain_id=settings.daily_domain_id, client=daily)
-        service = CallService(store=store, rooms=daily, minter=minter, outbox=outbox,
-                              start_grace=settings.start_grace)
-        await service.end_call(room, "admin")
+        await bridge.calls.end_call(room, "admin")
         queued = [n for seq, n in store.outbox.items() if seq not in before and n.message_id == call.message_id]
         return {"ended": True, "roomName": room, "via": "state file", "messageId": str(call.message_id),
                 "roomDeleted": room not in store.calls, "notificationsQueued": len(queued)}
-    finally:
-        await store.aclose()
-        await daily.close()
 
 
 # `calls watch` lives in its own module (the live view); registered last so `--help` lists it after `end`.

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from videobridge.config import Settings
 
 EnvFile = Annotated[
     Path | None,
@@ -41,7 +44,8 @@ def overrides(*, host: str | None = None, port: int | None = None, state: Path |
     return found
 
 
-def load(env_file: Path | None, *, require: tuple[str, ...] = (), **flags: object):  # type: ignore[no-untyped-def]
+def load(env_file: Path | None, *, require: tuple[str, ...] = (), host: str | None = None,
+         port: int | None = None, state: Path | None = None) -> Settings:
     from videobridge.config import load_settings
 
-    return load_settings(env_file=env_file, overrides=overrides(**flags), require=require)  # type: ignore[arg-type]
+    return load_settings(env_file=env_file, overrides=overrides(host=host, port=port, state=state), require=require)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from videobridge.cli.common import EnvFile
-from videobridge.cli.errors import handle_errors, run
+from videobridge.cli.errors import FAILED, USAGE, OperatorError, handle_errors, run
 from videobridge.cli.output import Json, note, print_json, print_table, status_text
 
 if TYPE_CHECKING:
@@ -27,10 +27,6 @@ app = typer.Typer(name="config", help="Check the configuration before a deploy."
 REQUIRED = {"DAILY_API_KEY": "serve needs it", "OC_PUBLIC": "serve needs it to verify OpenChat JWTs"}
 RECOMMENDED = {"OC_IDENTITY": "OpenChat is not told about calls", "IC_URL": "OpenChat is not told about calls",
                "DAILY_HOOK_HMAC": "webhooks refused (503); presence polling alone ends calls"}
-DEFAULT_ATTR = {"DAILY_API_URL": "daily_api_url", "HOST": "host", "PORT": "port", "VIDEOBRIDGE_STATE": "state_path",
-                "VIDEOBRIDGE_PRESENCE_INTERVAL": "presence_interval", "VIDEOBRIDGE_START_GRACE": "start_grace",
-                "VIDEOBRIDGE_CORS_ORIGINS": "cors_origins", "VIDEOBRIDGE_LOG_FORMAT": "log_format",
-                "VIDEOBRIDGE_LOG_LEVEL": "log_level", "VIDEOBRIDGE_LEGACY_USER_END": "legacy_user_end"}
 PREFIXES = ("DAILY_", "OC_", "IC_", "VIDEOBRIDGE_")
 
 
@@ -68,16 +64,18 @@ def check(
                     [(r.name, status_text(r.status), r.detail) for r in checks])
         if problems:
             print_table("what is wrong", ("", "problem"), [(r.name, r.detail) for r in problems])
-        note("configuration OK" if not problems else f"videobridge: {len(problems)} problem(s) found")
-    if any(r.status == "fail" for r in settings_rows):
-        raise SystemExit(2)
-    if problems:
-        raise SystemExit(1)
+    if not problems:
+        if not json:
+            note("configuration OK")
+        return
+    # the report is out (stdout): in JSON the exit status alone says it, else one line on stderr
+    code = USAGE if any(r.status == "fail" for r in settings_rows) else FAILED
+    raise OperatorError("" if json else f"{len(problems)} problem(s) found", code=code)
 
 
 def inspect_settings(env_file: Path | None) -> tuple[list[Row], Settings]:
     """One row per known setting; returns Settings built from the values that parse."""
-    from videobridge.config import KNOWN, SECRETS, Settings, collect, load_settings
+    from videobridge.config import KNOWN, SECRETS, VARIABLES, Settings, collect, load_settings
     from videobridge.errors import ConfigError
 
     raw, sources = collect(env_file=env_file)
@@ -103,9 +101,11 @@ def inspect_settings(env_file: Path | None) -> tuple[list[Row], Settings]:
             environ["STATE_DIRECTORY"] = os.environ["STATE_DIRECTORY"]
         settings = load_settings(env_file=empty, environ=environ)
     by_name = {r.name: r for r in rows}
-    for row in rows:
-        if row.source == "" and row.status == "ok" and row.name in DEFAULT_ATTR:
-            row.value = _short(_plain(getattr(settings, DEFAULT_ATTR[row.name])))
+    for var in VARIABLES:  # an unset plain setting shows the value it defaults to
+        row = by_name[var.name]
+        value = getattr(settings, var.attr)
+        if row.source == "" and row.status == "ok" and not var.secret and value is not None:
+            row.value = _short(_plain(value))
     _describe(by_name, settings)
     rows += [Row(name, "warn", "unknown setting (typo?)", source, "") for name, source in _strangers(env_file, KNOWN)]
     assert isinstance(settings, Settings)

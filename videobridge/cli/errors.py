@@ -1,9 +1,10 @@
 """Operator mistakes and outages become one line on stderr and an exit status, never a traceback.
 
-`@handle_errors` wraps each command (typer's test runner calls the app directly, bypassing
-`main()`, so the translation happens here too). Exit status 2 means "fix the invocation or the
-configuration" (bad flag value, missing or malformed setting, bad chat spec); 1 means "the
-operation failed" (Daily refused or is unreachable, no such room, daemon trouble).
+`@handle_errors` wraps each command and is the only place errors become exit statuses (typer's
+test runner and `main()` both call the commands through it). Exit status 2 means "fix the
+invocation or the configuration" (bad flag value, missing or malformed setting, bad chat spec);
+1 means "the operation failed" (Daily refused or is unreachable, no such room, daemon trouble);
+130 means interrupted.
 
 Heavy modules (aiohttp, the Daily client) are imported only when a command runs.
 """
@@ -28,10 +29,12 @@ T = TypeVar("T")
 
 USAGE = 2
 FAILED = 1
+INTERRUPTED = 130
 
 
 class OperatorError(Exception):
-    """Raised by command code: `message` is shown as is, `code` becomes the exit status."""
+    """Raised by command code: `message` is shown as is (nothing when empty: the command already
+    reported), `code` becomes the exit status."""
 
     def __init__(self, message: str, *, code: int = FAILED) -> None:
         super().__init__(message)
@@ -49,26 +52,26 @@ def explain(exc: BaseException) -> tuple[int, str] | None:
         return USAGE, str(exc)
     if isinstance(exc, InvalidChat):
         return USAGE, f"bad chat: {exc}"
-    if "videobridge.daily" in sys.modules:
-        from videobridge.daily import DailyError, DailyRejected, DailyUnavailable
+    # Imported here, on the error path only: the Daily errors come with the client (aiohttp), which
+    # --help must not load. Checked before VideoBridgeError, in case DailyError is one.
+    import aiohttp
 
-        if isinstance(exc, DailyError):
-            hint = ""
-            if isinstance(exc, DailyRejected) and exc.status in (400, 401, 403) and \
-                    (exc.error or "").startswith(("authentication", "authorization", "forbidden")):
-                hint = " (check DAILY_API_KEY)"
-            elif isinstance(exc, DailyUnavailable) and exc.status is None:
-                hint = " (check DAILY_API_URL and the network)"
-            return FAILED, f"{exc}{hint}"
-    if isinstance(exc, VideoBridgeError):  # after DailyError (one of them), which gets a hint
+    from videobridge.daily.errors import DailyError, DailyRejected, DailyUnavailable
+
+    if isinstance(exc, DailyError):
+        hint = ""
+        if isinstance(exc, DailyRejected) and exc.status in (400, 401, 403) and \
+                (exc.error or "").startswith(("authentication", "authorization", "forbidden")):
+            hint = " (check DAILY_API_KEY)"
+        elif isinstance(exc, DailyUnavailable) and exc.status is None:
+            hint = " (check DAILY_API_URL and the network)"
+        return FAILED, f"{exc}{hint}"
+    if isinstance(exc, VideoBridgeError):
         return FAILED, str(exc)
-    if "aiohttp" in sys.modules:
-        import aiohttp
-
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            return FAILED, f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})"
-        if isinstance(exc, aiohttp.ClientError):
-            return FAILED, f"HTTP request failed: {type(exc).__name__}: {str(exc)[:200]}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return FAILED, f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})"
+    if isinstance(exc, aiohttp.ClientError):
+        return FAILED, f"HTTP request failed: {type(exc).__name__}: {str(exc)[:200]}"
     if isinstance(exc, TimeoutError):
         return FAILED, "timed out waiting for an answer"
     if isinstance(exc, OSError):
@@ -85,12 +88,15 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except KeyboardInterrupt:
             sys.stderr.write("videobridge: interrupted\n")
-            raise SystemExit(130) from None
+            raise SystemExit(INTERRUPTED) from None
         except Exception as exc:
             verdict = explain(exc)
             if verdict is None:
                 raise
-            fail(verdict[1], code=verdict[0])
+            code, message = verdict
+            if not message:
+                raise SystemExit(code) from None
+            fail(message, code=code)
 
     return wrapper
 

@@ -239,7 +239,7 @@ def prune(
         for item in outcome["failed"]:
             note(f"  failed {item['name']}: {item['error']}")
     if outcome["failed"]:
-        raise SystemExit(1)
+        raise OperatorError("")  # each failure is reported above (or in the JSON)
 
 
 def _keep_reason(row: RoomRow, now: float, keep_younger: int) -> str | None:

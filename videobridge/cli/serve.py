@@ -8,10 +8,12 @@ import sys
 import typer
 
 from videobridge.cli.common import EnvFile, Host, Port, State, load
+from videobridge.cli.errors import handle_errors
 
 
 def register(app: typer.Typer) -> None:
     @app.command(epilog="Example: videobridge serve --env-file /etc/videobridge/env --port 5050")
+    @handle_errors
     def serve(host: Host = None, port: Port = None, state: State = None, env_file: EnvFile = None) -> None:
         """Run the bridge: HTTP API, presence poller, webhook receiver and notification outbox."""
         settings = load(env_file, require=("DAILY_API_KEY", "OC_PUBLIC"), host=host, port=port, state=state)
@@ -22,6 +24,7 @@ def register(app: typer.Typer) -> None:
         asyncio.run(run(settings))
 
     @app.command(epilog="Example: videobridge sandbox --port 5050   (then paste the printed curl line)")
+    @handle_errors
     def sandbox(host: Host = None, port: Port = None, state: State = None, env_file: EnvFile = None,
                 check: bool = typer.Option(
                     False, "--check", help="Run one start/join/end round trip, print the result and exit.",

@@ -5,39 +5,37 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from videobridge.bridge import open_bridge
 from videobridge.config import Settings
+from videobridge.metrics import Metrics
 from videobridge.outbox import RetryPolicy
 from videobridge.web import handlers
 from videobridge.web.keys import BACKGROUND, BRIDGE
 from videobridge.web.middleware import Cors, make_middleware
 
+if TYPE_CHECKING:
+    from videobridge.notifier import Notifier
+
 # Room for a 4 KiB JWT plus the rest; longer headers still get aiohttp's own 400.
 MAX_FIELD_SIZE = 32 * 1024
 
 
-def make_app(settings: Settings, *, notifier: Any | None = None, sandbox: bool = False,
+def make_app(settings: Settings, *, notifier: Notifier | None = None, metrics: Metrics | None = None,
              clock: Callable[[], float] = time.time, notify_retry: RetryPolicy | None = None) -> web.Application:
-    observers: list[Callable[[str, str, int, float], None]] = []
-
-    def observe(route: str, method: str, status: int, seconds: float) -> None:
-        for observer in observers:
-            observer(route, method, status, seconds)
-
-    app = web.Application(middlewares=[make_middleware(Cors(settings.cors_origins), observe)],
+    metrics = metrics if metrics is not None else Metrics()
+    app = web.Application(middlewares=[make_middleware(Cors(settings.cors_origins), metrics.observe_http)],
                           handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_FIELD_SIZE},
                           client_max_size=256 * 1024)
     app[BACKGROUND] = set()
 
     async def bridge_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with open_bridge(settings, notifier=notifier, sandbox=sandbox, clock=clock,
+        async with open_bridge(settings, notifier=notifier, metrics=metrics, clock=clock,
                                notify_retry=notify_retry) as bridge:
             app[BRIDGE] = bridge
-            observers.append(bridge.metrics.observe_http)
             yield
             tasks = app[BACKGROUND]
             for task in list(tasks):
