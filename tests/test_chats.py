@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import ALICE, BOB, GROUP
 
 from videobridge.chats import (
     ChannelChat,
@@ -18,9 +19,6 @@ from videobridge.chats import (
 )
 from videobridge.principal import InvalidPrincipal, bytes_to_principal, principal_to_bytes
 
-ALICE = "724ke-xyaaa-aaaan-ayptq-cai"
-BOB = "hut2x-yaaaa-aaaaq-bi6za-cai"
-GROUP = "ll4qc-niaaa-aaaap-qvfoq-cai"
 COMMUNITY = "3v2qj-5qaaa-aaaar-q2qoa-cai"
 
 
