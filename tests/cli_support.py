@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
+from helpers import ALICE, BOB, COMMUNITY, GROUP  # noqa: F401 - principals are defined once, in helpers
 from typer.testing import CliRunner, Result
 
 from videobridge.cli import app
@@ -25,10 +26,6 @@ from videobridge.config import KNOWN, Settings
 from videobridge.emulator import DailyEmulator
 
 T = TypeVar("T")
-ALICE = "724ke-xyaaa-aaaan-ayptq-cai"
-BOB = "hut2x-yaaaa-aaaaq-bi6za-cai"
-GROUP = "ll4qc-niaaa-aaaap-qvfoq-cai"
-COMMUNITY = "3v2qj-5qaaa-aaaar-q2qoa-cai"
 API_KEY = "cli-test-api-key-" + "0123456789abcdef" * 2  # >= 32 bytes: PyJWT warns on short HMAC keys
 ADMIN_TOKEN = "cli-admin-token-0123456789abcdef"
 
@@ -197,3 +194,41 @@ def join(servers: Servers, room: str, *, user_id: str = "someone") -> str:
                        exp=now + 3600)
     token = self_signed_token(grant, api_key=servers.api_key, domain_id=servers.emulator.domain_id, now=now)
     return servers.call(lambda: servers.emulator.join(room, token))
+
+
+DEFAULT_PORT = 5050  # where the CLI looks for a daemon when neither --url nor HOST/PORT says
+
+
+@pytest.fixture(name="default_port_busy")
+def _default_port_busy() -> Iterator[None]:
+    """Something that is not this test's daemon listens on 127.0.0.1:5050 (as a developer's sandbox would).
+
+    A CLI test that forgets --url then talks to this decoy and fails, instead of passing only on a
+    machine where 5050 happens to be free. If 5050 is already taken, it is busy anyway."""
+    import http.server
+    import socketserver
+
+    class Decoy(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.send_response(418)
+            self.end_headers()
+            self.wfile.write(b"not the daemon under test")
+
+        do_GET = do_POST = do_DELETE = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    try:
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", DEFAULT_PORT), Decoy, bind_and_activate=True)
+    except OSError:
+        yield
+        return
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="port-5050-decoy", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from cli_support import _default_port_busy, _servers, _workdir  # noqa: F401 - CLI fixtures, shared by every module
 from helpers import ADMIN_TOKEN, HOOK_SECRET, RecordingNotifier
 
 from videobridge.config import Settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import ALICE, BOB, COMMUNITY, GROUP
 
 from videobridge.chats import (
     ChannelChat,
@@ -17,11 +18,6 @@ from videobridge.chats import (
     room_name,
 )
 from videobridge.principal import InvalidPrincipal, bytes_to_principal, principal_to_bytes
-
-ALICE = "724ke-xyaaa-aaaan-ayptq-cai"
-BOB = "hut2x-yaaaa-aaaaq-bi6za-cai"
-GROUP = "ll4qc-niaaa-aaaap-qvfoq-cai"
-COMMUNITY = "3v2qj-5qaaa-aaaar-q2qoa-cai"
 
 
 @pytest.mark.parametrize("text", [ALICE, GROUP, "aaaaa-aa", "2vxsx-fae",

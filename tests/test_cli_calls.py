@@ -19,6 +19,7 @@ from cli_support import (  # noqa: F401 - fixtures
     ALICE,
     GROUP,
     Servers,
+    _default_port_busy,
     _servers,
     _workdir,
     bridge_app,
@@ -32,6 +33,8 @@ from videobridge.config import Settings
 from videobridge.devjwt import DevSigner
 from videobridge.models import NotificationKind
 from videobridge.store import StateStore, read_state
+
+pytestmark = pytest.mark.usefixtures("default_port_busy")  # a forgotten --url meets a decoy
 
 GROUP_ROOM = "GAAAAAAHwqV0BAQ"
 
@@ -128,7 +131,7 @@ def test_end_without_a_daemon_uses_the_file_and_the_next_serve_notifies(
     (note,) = outbox.values()
     assert note.kind is NotificationKind.END and str(note.message_id) == started["messageId"]
     assert servers.emulator.room(GROUP_ROOM) is None
-    one_line_error(invoke(["calls", "end", GROUP_ROOM], env), 1, "no tracked call")
+    one_line_error(invoke(["calls", "end", GROUP_ROOM, "--url", daemon], env), 1, "no tracked call")
 
     run_daemon(servers, state)  # the next serve delivers the queued end
     deadline = time.monotonic() + 5

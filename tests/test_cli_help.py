@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -63,18 +61,18 @@ def test_shell_completion_offers_commands_and_tracked_rooms(workdir: Path) -> No
     assert shown.returncode == 0 and "_videobridge_completion" in shown.stdout
 
 
-def test_help_imports_nothing_heavy_and_answers_fast(workdir: Path) -> None:
-    probe = ("import sys, videobridge.cli; print(','.join(sorted(m for m in ('aiohttp', 'jwt', 'tinydb', "
-             "'structlog', 'cryptography', 'icp_agent', 'videobridge.daily', 'videobridge.store') "
-             "if m in sys.modules)))")
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=clean_env(), timeout=30)
-    assert loaded.returncode == 0 and loaded.stdout.strip() == "", loaded.stdout + loaded.stderr
+def test_help_imports_nothing_heavy(workdir: Path) -> None:
+    # What keeps `--help` quick on any machine is what it loads, not a stopwatch (timing is in tests/bench).
+    heavy = ("'aiohttp', 'jwt', 'tinydb', 'structlog', 'cryptography', 'icp_agent', 'videobridge.daily', "
+             "'videobridge.store'")
+    probe = ("import sys, videobridge.cli\n"
+             "try:\n    videobridge.cli.app(['--help'], prog_name='videobridge')\nexcept SystemExit:\n    pass\n"
+             f"print('LOADED=' + ','.join(sorted(m for m in ({heavy}) if m in sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=workdir, capture_output=True, text=True,
+                            env=clean_env(), timeout=30)
+    assert loaded.returncode == 0 and "Usage" in loaded.stdout, loaded.stdout + loaded.stderr
+    assert loaded.stdout.strip().splitlines()[-1] == "LOADED=", loaded.stdout + loaded.stderr
 
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "videobridge", "--help"], cwd=workdir, capture_output=True,
-                                env=clean_env(), timeout=30)
-        times.append(time.perf_counter() - started)
-        assert result.returncode == 0 and b"Usage" in result.stdout
-    assert statistics.median(times) < 1.0, times
+    result = subprocess.run([sys.executable, "-m", "videobridge", "--help"], cwd=workdir, capture_output=True,
+                            env=clean_env(), timeout=30)
+    assert result.returncode == 0 and b"Usage" in result.stdout

@@ -85,7 +85,10 @@ def test_create_from_a_chat_spec_makes_the_services_room(servers: Servers, workd
 
 def test_create_by_name_and_operator_mistakes(servers: Servers, workdir: Path) -> None:
     env = daily_env(servers, workdir / "state.json")
-    assert invoke(["rooms", "create", "debug-room"], env).exit_code == 0
+    created = invoke(["rooms", "create", "debug-room"], env)
+    assert created.exit_code == 0, created.output
+    room = servers.emulator.room("debug-room")  # what the operator asked for now exists, private
+    assert room is not None and room["privacy"] == "private", room
     one_line_error(invoke(["rooms", "create", "debug-room"], env), 1, "already exists")
     one_line_error(invoke(["rooms", "create", "--chat", "group:not-a-principal"], env), 2, "bad chat")
     one_line_error(invoke(["rooms", "create", "--chat", "club:abc"], env), 2, "not a chat spec")

@@ -18,6 +18,7 @@ from cli_support import (  # noqa: F401 - fixtures
     ADMIN_TOKEN,
     GROUP,
     Servers,
+    _default_port_busy,
     _servers,
     _workdir,
     bridge_app,
@@ -29,6 +30,8 @@ from procs import free_port
 
 from videobridge.config import Settings
 from videobridge.devjwt import DevSigner
+
+pytestmark = pytest.mark.usefixtures("default_port_busy")  # a forgotten --url meets a decoy
 
 
 @pytest.fixture(autouse=True)

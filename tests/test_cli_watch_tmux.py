@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ALICE, GROUP
 from ops_support import Tmux, tmux_server
 from procs import EmulatorThread, ServeProcess, free_port, serve_env
 
@@ -23,8 +24,6 @@ from videobridge.devjwt import DevSigner
 
 API_KEY = "watch-tmux-api-key-" + "0123456789abcdef" * 2
 ADMIN = "watch-tmux-admin-token-0123456789"
-ALICE = "724ke-xyaaa-aaaan-ayptq-cai"
-GROUP = "ll4qc-niaaa-aaaap-qvfoq-cai"
 WAIT = 90.0  # a loaded 2-core box: a redraw can take a while, a presence poll too
 
 pytestmark = pytest.mark.timeout(300)

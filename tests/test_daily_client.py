@@ -253,7 +253,7 @@ async def test_429_forever_gives_up_at_the_deadline(mocked: tuple[aioresponses, 
     started = time.monotonic()
     with pytest.raises(DailyRateLimited) as caught:
         await c.get_room("abc", deadline=0.4)
-    assert time.monotonic() - started < 0.6
+    assert time.monotonic() - started < 3.0  # the promised deadline, generous for a loaded machine
     err = caught.value
     assert (err.status, err.error, err.endpoint) == (429, "rate-limit-error", "GET /rooms/:name")
     assert err.attempts > 2 and f"after {err.attempts} attempts" in str(err)
@@ -266,7 +266,7 @@ async def test_retry_after_beyond_deadline_gives_up_at_once(mocked: tuple[aiores
     started = time.monotonic()
     with pytest.raises(DailyRateLimited):
         await c.get_room("abc")
-    assert time.monotonic() - started < 0.3
+    assert time.monotonic() - started < 5.0  # generous: waiting as told would take 30 s
 
 
 @pytest.mark.parametrize(
@@ -378,7 +378,7 @@ async def test_delete_limiter_spaces_requests(emulator: DailyEmulator) -> None:
         assert elapsed >= 0.9  # a burst of 10, then one every 0.1 s
         started = time.monotonic()
         await asyncio.gather(*(c.presence() for _ in range(15)))  # other calls use the general budget only
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.2  # on the spent delete budget they would take 1.5 s
 
 
 async def test_global_limiter_spaces_requests(emulator: DailyEmulator) -> None:

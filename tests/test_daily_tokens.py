@@ -92,12 +92,11 @@ def test_rest_properties_per_role() -> None:
     }  # fmt: skip
 
 
-def test_self_signing_is_fast() -> None:
+def test_self_signing_is_deterministic() -> None:
+    # Its speed is measured in tests/bench/costs.py, not asserted here.
     g = grant(owner=False, broadcast=True)
-    started = time.perf_counter()
-    for _ in range(2000):
-        self_signed_token(g, api_key=API_KEY, domain_id=DOMAIN_ID, now=NOW)
-    assert time.perf_counter() - started < 1.0  # ~25 us each on a laptop
+    tokens = {self_signed_token(g, api_key=API_KEY, domain_id=DOMAIN_ID, now=NOW) for _ in range(200)}
+    assert len(tokens) == 1
 
 
 async def test_minter_self_signs_without_network() -> None:

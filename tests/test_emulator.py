@@ -371,7 +371,7 @@ async def test_hang_next_and_latency(emulator: DailyEmulator, http: aiohttp.Clie
             await _call(http, emulator, "GET", "/presence")
     started = time.monotonic()
     assert (await _call(http, emulator, "GET", "/presence"))[0] == 200  # only the next one hangs
-    assert time.monotonic() - started < 0.2
+    assert time.monotonic() - started < 2.0  # generous: a hung one would take the 5 s set above
     emulator.latency = 0.2
     started = time.monotonic()
     await _call(http, emulator, "GET", "/")

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import structlog
 from fakeic import FakeIC, Trap, fake_ic, generate_pem, principal_of_pem  # noqa: F401 - fixture
+from helpers import ALICE, BOB
 
 from videobridge.chats import ChannelChat, DirectChat, GroupChat, room_name
 from videobridge.models import Call, CallState, CallType, CanisterKind, Initiator, Notification, NotificationKind
@@ -31,8 +32,6 @@ from videobridge.notifier import (
 
 GROUP = "ll4qc-niaaa-aaaap-qvfoq-cai"
 COMMUNITY = "3v2qj-5qaaa-aaaar-q2qoa-cai"
-ALICE = "724ke-xyaaa-aaaan-ayptq-cai"
-BOB = "hut2x-yaaaa-aaaaq-bi6za-cai"
 OPERATOR_PEM = generate_pem()
 OPERATOR = principal_of_pem(OPERATOR_PEM)
 MakeNotifier = Callable[..., IcNotifier]

@@ -107,12 +107,12 @@ async def test_429_asking_for_more_than_the_deadline_fails_fast(bridge, signer, 
 async def test_slow_daily_slows_starts_but_not_joins(bridge, signer, emulator):
     status, _ = await get_token(bridge, start_token(signer))
     assert status == 200
-    emulator.latency = 0.4
+    emulator.latency = 1.5  # long enough that a join waiting for Daily cannot hide in load noise
     elapsed, (status, _) = await timed(get_token(bridge, start_token(signer, ALICE, {"Direct": BOB})))
-    assert status == 200 and elapsed >= 0.4
+    assert status == 200 and elapsed >= 1.5
     joins = await asyncio.gather(*(timed(get_token(bridge, join_token(signer))) for _ in range(20)))
     assert all(status == 200 for _, (status, _) in joins)
-    assert max(elapsed for elapsed, _ in joins) < 0.3, "joins must not wait for Daily"
+    assert max(elapsed for elapsed, _ in joins) < 1.0, "joins must not wait for Daily"
 
 
 async def test_daily_down_end_meeting_answers_within_its_budget_and_joins_keep_working(bridge, signer, emulator):
