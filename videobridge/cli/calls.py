@@ -48,7 +48,9 @@ def list_calls(env_file: EnvFile = None, state: State = None, json: Json = False
         note(f"no state file at {settings.state_path}: no calls tracked")
     calls, outbox = read_state(settings.state_path)
     if json:
-        print_json([call.to_json() for call in calls.values()])
+        from videobridge.views import public_call
+
+        print_json([public_call(call) for call in calls.values()])  # the admin API's view, not the file format
         return
     now = time.time()
     rows = [(c.room_name, c.chat.kind.value, c.call_type.value + (" (diamond)" if c.is_diamond else ""),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
@@ -14,7 +13,7 @@ from videobridge.config import Settings
 from videobridge.metrics import Metrics
 from videobridge.outbox import RetryPolicy
 from videobridge.web import handlers
-from videobridge.web.keys import BACKGROUND, BRIDGE
+from videobridge.web.keys import BRIDGE
 from videobridge.web.middleware import Cors, make_middleware
 
 if TYPE_CHECKING:
@@ -30,17 +29,12 @@ def make_app(settings: Settings, *, notifier: Notifier | None = None, metrics: M
     app = web.Application(middlewares=[make_middleware(Cors(settings.cors_origins), metrics.observe_http)],
                           handler_args={"max_field_size": MAX_FIELD_SIZE, "max_line_size": MAX_FIELD_SIZE},
                           client_max_size=256 * 1024)
-    app[BACKGROUND] = set()
 
     async def bridge_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_bridge(settings, notifier=notifier, metrics=metrics, clock=clock,
                                notify_retry=notify_retry) as bridge:
             app[BRIDGE] = bridge
             yield
-            tasks = app[BACKGROUND]
-            for task in list(tasks):
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     app.cleanup_ctx.append(bridge_ctx)
     app.router.add_get("/room/meeting_access_token", handlers.meeting_access_token)
