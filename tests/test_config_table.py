@@ -39,3 +39,10 @@ def test_every_row_sets_a_real_attribute_and_secrets_stay_out_of_repr() -> None:
     settings = load_settings(environ={"DAILY_API_KEY": "key-that-is-secret", "VIDEOBRIDGE_ADMIN_TOKEN": "t" * 20},
                              env_file=None)
     assert "key-that-is-secret" not in repr(settings) and "t" * 20 not in repr(settings)
+
+
+def test_the_docs_hold_no_merge_leftovers():
+    root = Path(__file__).parents[1]
+    for name in ("README.md", "ARCHITECTURE.md"):
+        lines = (root / name).read_text().splitlines()
+        assert not [n for n, line in enumerate(lines, 1) if line.startswith(("<<<<<<< ", ">>>>>>> ")) or line == "======="], name
