@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+import videobridge.web.handlers as handlers
 from videobridge.bridge import open_bridge
 from videobridge.config import Settings
 from videobridge.metrics import Metrics
 from videobridge.outbox import RetryPolicy
-from videobridge.web import handlers
 from videobridge.web.keys import BRIDGE
 from videobridge.web.middleware import Cors, make_middleware
 
