@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -83,3 +85,11 @@ def signed_hook(body: bytes, *, secret: bytes = HOOK_SECRET, timestamp: float | 
     mac = hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).digest()
     return {"X-Webhook-Timestamp": ts, "X-Webhook-Signature": base64.b64encode(mac).decode(),
             "Content-Type": "application/json"}
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +19,7 @@ from helpers import (
     HOOK_SECRET,
     bridge_of,
     end_token,
+    eventually,
     get_token,
     join_token,
     start_token,
@@ -35,12 +36,6 @@ BROADCAST_ONLY = ("enable_hidden_participants", "enable_mesh_sfu", "enable_terse
                   "experimental_optimize_large_calls", "owner_only_broadcast")
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def ends(notifier: Any) -> list[Any]:

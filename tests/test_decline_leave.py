@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ from helpers import (
     bridge_of,
     decline_token,
     end_token,
+    eventually,
     get_token,
     join_token,
     participant_token,
@@ -43,12 +42,6 @@ OTHER_LUI = "rrkah-fqaaa-aaaaa-aaaaq-cai"
 INDEXED = bytes_to_principal(principal_to_bytes(CAROL)[:8] + bytes([0x00, 0x85]))
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 async def post(client, path: str, jwt: str, body: bytes | None = None, **kw: Any) -> tuple[int, Any]:

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from helpers import (
@@ -15,6 +15,7 @@ from helpers import (
     HOOK_SECRET,
     bridge_of,
     end_token,
+    eventually,
     get_token,
     join_token,
     signed_hook,
@@ -38,12 +39,6 @@ async def _emulator(request: pytest.FixtureRequest, api_key: str) -> AsyncIterat
     await emulator.stop()
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def ends(notifier) -> list:
