@@ -480,7 +480,7 @@ async def section_exits(b: Bench) -> None:
     b.out.append("### Decline and leave latency\n")
     tracked = 2 * n + 1 + n_direct
     b.out.append(f"Against a zero-latency Daily emulator (its own process), {tracked} calls tracked (each durable "
-                 "write serialises them all, see the growth table); one client in sequence unless said, "
+                 "write appends one journal record, see the growth table); one client in sequence unless said, "
                  f"requests for distinct rooms paced {START_PACE * 1000:.0f} ms apart (leave: "
                  f"{2 * START_PACE * 1000:.0f} ms, it makes two Daily calls) so that Daily's 20 requests/s is not "
                  "what is timed. Every answer is 204; a group decline is durable (state file, fsync) before it; "
