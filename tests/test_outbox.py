@@ -35,7 +35,8 @@ def _ic_bridge(make_bridge, ic) -> Callable[..., Awaitable[TestClient]]:
     async def make(pem: str = OPERATOR_PEM, **changes) -> TestClient:
         notifier = IcNotifier(ic_url=ic.url, identity=load_identity(pem), request_timeout=0.5, deadline=1.0,
                               root_key=ic.root_key_der)
-        return await make_bridge(notifier=notifier, notify_retry=FAST_RETRY, **changes)
+        retry = changes.pop("notify_retry", FAST_RETRY)
+        return await make_bridge(notifier=notifier, notify_retry=retry, **changes)
 
     return make
 
@@ -146,9 +147,17 @@ async def test_outbox_survives_a_restart(ic_bridge, ic, signer):
 
 async def test_an_end_whose_start_never_got_out_cancels_both(ic_bridge, ic, signer):
     ic.go_down()
-    client = await ic_bridge()
+    # The start's next retry is a minute away, so no attempt is in flight when the end comes (an
+    # attempt in flight may reach the IC, and then the end must be sent too).
+    client = await ic_bridge(notify_retry=RetryPolicy(initial=60.0, maximum=60.0))
     await get_token(client, start_token(signer))
-    await asyncio.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while True:  # the first attempt was refused at connect
+        async with client.get("/metrics") as resp:
+            if 'videobridge_notifications_total{kind="start",outcome="retry"} 1.0' in await resp.text():
+                break
+        assert time.monotonic() < deadline, "the start was never attempted"
+        await asyncio.sleep(0.02)
     async with client.post("/room/end_meeting", headers={"x-auth-jwt": end_token(signer)}) as resp:
         assert (await resp.json())["ended"] is True
     ic.heal()

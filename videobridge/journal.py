@@ -16,6 +16,7 @@ short or fails its checksum ends the file: only the unacknowledged tail can be t
 from __future__ import annotations
 
 import json
+import os
 import struct
 import time
 import zlib
@@ -136,6 +137,17 @@ def fold_once(path: Path, read_snapshot: Any) -> Folded:
     return Folded(tables, seq, applied, current.good_bytes, current.torn, old_path.exists())
 
 
+def _identities(path: Path) -> tuple[int | None, ...]:
+    """Which files (by inode) the snapshot and both journals are right now; None = absent."""
+    found: list[int | None] = []
+    for each in (path, old_journal_path(path), journal_path(path)):
+        try:
+            found.append(os.stat(each).st_ino)
+        except FileNotFoundError:
+            found.append(None)
+    return tuple(found)
+
+
 def fold(path: Path, read_snapshot: Any, *, locked: bool) -> Folded:
     """Fold the journals into the snapshot.
 
@@ -146,7 +158,17 @@ def fold(path: Path, read_snapshot: Any, *, locked: bool) -> Folded:
     attempts = 1 if locked else 50
     for attempt in range(attempts):
         try:
-            return fold_once(path, read_snapshot)
+            if locked:
+                return fold_once(path, read_snapshot)
+            # A reader also retries when a file was replaced while it read: a journal rotated
+            # (the records it missed moved to the old journal) or a compaction finished (the old
+            # journal it did not find is folded into a snapshot it did not read). Neither need
+            # leave a gap to notice, for instance when the new journal is still empty.
+            before = _identities(path)
+            folded = fold_once(path, read_snapshot)
+            if _identities(path) != before:
+                raise Gap("the files changed while they were read")
+            return folded
         except Gap as exc:
             if attempt == attempts - 1:
                 raise StateError(f"state file {path}: journal does not follow the snapshot ({exc})") from None
