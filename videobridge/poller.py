@@ -62,14 +62,15 @@ class PresencePoller:
             self._count("error")
             log.warning("presence_poll_failed", error=str(exc), failures=self.failures)
             return False
+        # Daily answered: the outage is over even while this poll's changes are being written
+        self.failures = 0
+        self.last_success = self._monotonic()
         occupancy = {room: len(people) for room, people in presence.items()}
         meetings = {room: meeting for room, people in presence.items()
                     if (meeting := next((getattr(p, "meeting_id", None) for p in people
                                          if getattr(p, "meeting_id", None)), None))}
         await self._calls.reconcile(occupancy, meetings)
         self.occupancy = occupancy
-        self.failures = 0
-        self.last_success = self._monotonic()
         self._count("ok")
         return True
 
