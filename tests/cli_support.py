@@ -148,7 +148,7 @@ def track_call(state: Path, room: str, *, chat: Any = None, started_by: str = AL
     """Write a tracked call into the state file, as `serve` would have (returns its message id)."""
     from videobridge.chats import GroupChat
     from videobridge.models import Call, CallState, CallType, Initiator
-    from videobridge.store import Change, StateStore
+    from videobridge.state.filestore import Change, FileStore
 
     now = time.time()
     message_id = message_id or secrets.randbits(63) + 1
@@ -157,7 +157,7 @@ def track_call(state: Path, room: str, *, chat: Any = None, started_by: str = AL
                 state=CallState(call_state), created_at=now, room_exp=int(now) + exp_in)
 
     async def write() -> None:
-        store = StateStore(state)
+        store = FileStore(state)
         store.open()
         try:
             await store.commit(Change(put_calls=[call]))

@@ -208,12 +208,12 @@ async def test_health_endpoints(bridge):
 
 
 async def test_a_failed_state_write_acknowledges_nothing(bridge, signer, monkeypatch):
-    import videobridge.storage
+    import videobridge.state.snapshot
 
     def disk_full(path, data):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(videobridge.storage, "append_durably", disk_full)
+    monkeypatch.setattr(videobridge.state.snapshot, "append_durably", disk_full)
     status, body = await get_token(bridge, start_token(signer))
     assert 503 == status and body["statusCode"] == 503
     assert not bridge_of(bridge).store.calls

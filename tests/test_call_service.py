@@ -24,8 +24,9 @@ from videobridge.daily.errors import DailyNotFound
 from videobridge.daily.tokens import TokenGrant
 from videobridge.errors import NoMeetingToJoin
 from videobridge.models import CallState, CallType, Initiator, NotificationKind
+from videobridge.notifier import LoggingNotifier
 from videobridge.outbox import Outbox
-from videobridge.store import StateStore
+from videobridge.state.filestore import FileStore
 
 GROUP_CHAT = GroupChat(GROUP)
 DIRECT_CHAT = DirectChat(tuple(sorted((ALICE, BOB))))  # type: ignore[arg-type]
@@ -94,12 +95,12 @@ class Clock:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[tuple[CallService, FakeRooms, StateStore, Clock]]:
-    store = StateStore(tmp_path / "state.json")
+async def world(tmp_path: Path) -> AsyncIterator[tuple[CallService, FakeRooms, FileStore, Clock]]:
+    store = FileStore(tmp_path / "state.json")
     store.open()
     clock = Clock()
     rooms = FakeRooms()
-    outbox = Outbox(store=store, notifier=None, clock=clock)  # queued, never delivered: we read the queue
+    outbox = Outbox(store=store, notifier=LoggingNotifier(), clock=clock)  # worker not run: we read the queue
     calls = CallService(store=store, rooms=rooms, minter=FakeMinter(), outbox=outbox, clock=clock,
                         start_grace=300.0, presence_max_age=0.0)
     yield calls, rooms, store, clock
@@ -111,12 +112,12 @@ def claims(kind: ClaimType, user: str = ALICE, chat: Any = GROUP_CHAT, **extra: 
     return VideoCallClaims(claim_type=kind, user_id=user, chat=chat, exp=2_000_000_000, **extra)
 
 
-def ended_unheard(store: StateStore, message_id: int) -> bool:
+def ended_unheard(store: FileStore, message_id: int) -> bool:
     """The call's end was recorded: its start never got out, so start and end are both cancelled."""
     return all(n.message_id != message_id for n in store.outbox.values())
 
 
-def queued(store: StateStore, kind: NotificationKind) -> list[int]:
+def queued(store: FileStore, kind: NotificationKind) -> list[int]:
     return [n.message_id for n in store.outbox.values() if n.kind is kind]
 
 

@@ -32,7 +32,7 @@ from cli_support import (  # noqa: F401 - fixtures
 from videobridge.config import Settings
 from videobridge.devjwt import DevSigner
 from videobridge.models import NotificationKind
-from videobridge.store import StateStore, read_state
+from videobridge.state.filestore import FileStore, read_state
 
 pytestmark = pytest.mark.usefixtures("default_port_busy")  # a forgotten --url meets a decoy
 
@@ -170,7 +170,7 @@ def test_errors_come_out_as_one_line_from_the_real_entry_point(workdir: Path) ->
     assert len(broken.stderr.splitlines()) == 1 and "Traceback" not in broken.stderr
     state.unlink()
     track_call(state, GROUP_ROOM)
-    store = StateStore(state)
+    store = FileStore(state)
     store.open()  # a "daemon" holds the file and has no admin API
     try:
         locked = run("calls", "end", GROUP_ROOM)

@@ -19,7 +19,7 @@ from videobridge.daily import DailyClient, TokenMinter
 from videobridge.emulator import DailyEmulator
 from videobridge.models import Call, CallState, CallType, Initiator, NotificationKind
 from videobridge.outbox import Outbox
-from videobridge.store import Change, StateStore
+from videobridge.state.filestore import Change, FileStore
 
 API_KEY = "limits-api-key-0123456789abcdef0123456789abcdef"
 # The mass end runs Daily's real limits on a clock this many times faster than the wall clock
@@ -103,7 +103,7 @@ async def test_mass_end_of_200_calls_sees_no_429(tmp_path: Path) -> None:
     clock = FastClock(SPEED)
     emu = DailyEmulator(api_key=API_KEY, monotonic=clock)
     await emu.start()
-    store = StateStore(tmp_path / "state.json")
+    store = FileStore(tmp_path / "state.json")
     store.open()
     daily = DailyClient(api_key=API_KEY, base_url=emu.url, monotonic=clock, sleep=clock.sleep)
     notifier = RecordingNotifier()

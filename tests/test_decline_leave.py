@@ -33,7 +33,7 @@ from videobridge.daily import DailyClient
 from videobridge.errors import BadRequest
 from videobridge.models import CallState, CallType, NotificationKind
 from videobridge.principal import bytes_to_principal, principal_to_bytes
-from videobridge.store import read_state
+from videobridge.state.filestore import read_state
 from videobridge.web.handlers import SESSION_ID_RE, parse_leave_body
 
 CHANNEL = {"Channel": [COMMUNITY, 2846315027]}

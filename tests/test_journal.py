@@ -1,6 +1,6 @@
 """The state journal: torn tails, kill -9 at every step of a compaction, old files, readers racing writers.
 
-Kills are real: a child process commits through `StateStore` and SIGKILLs itself at a chosen
+Kills are real: a child process commits through `FileStore` and SIGKILLs itself at a chosen
 step (after a journal rename, before or after a snapshot's rename, half-way through a record);
 it prints each commit it got back, so the test knows what was acknowledged.
 """
@@ -20,9 +20,9 @@ import pytest
 from test_store import call, note
 
 from videobridge.errors import StateError
-from videobridge.journal import frame, scan
 from videobridge.models import CallState
-from videobridge.store import Change, StateStore, read_state
+from videobridge.state.filestore import Change, FileStore, read_state
+from videobridge.state.journal import frame, scan
 
 TESTS = Path(__file__).resolve().parent
 VIDEOBRIDGE = Path(sys.executable).parent / "videobridge"
@@ -32,8 +32,8 @@ import asyncio, os, signal, sys, threading
 from pathlib import Path
 sys.path.insert(0, sys.argv[4])
 from test_store import call
-import videobridge.storage as storage
-from videobridge.store import Change, StateStore
+import videobridge.state.snapshot as storage
+from videobridge.state.filestore import Change, FileStore
 
 point, path, count = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 real_replace, real_rename, real_append = os.replace, os.rename, storage.append_durably
@@ -69,7 +69,7 @@ written, closing = [0], False
 
 async def main():
     global closing
-    store = StateStore(path, compact_min=0)
+    store = FileStore(path, compact_min=0)
     store.open()
     for i in range(count):  # three calls live at a time: each commit adds one and drops the oldest
         drop = [call(i - 3).room_name] if i >= 3 else []
@@ -105,14 +105,14 @@ async def test_kill_9_at_each_step_loses_nothing_acknowledged(tmp_path: Path, po
     # acknowledged commit, at most the one in flight beside it, and no dropped call back from the dead.
     seen = set(read_state(path)[0])
     assert seen in (live_after(last), live_after(last + 1)), (point, last, sorted(seen))
-    store = StateStore(path)
+    store = FileStore(path)
     store.open()
     assert set(store.calls) == seen
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith((".tmp", ".old"))], "leftovers cleaned"
     assert (tmp_path / "s.json.journal").read_bytes() == b"", "start-up folded the journal into the snapshot"
     await store.commit(Change(put_calls=[call(900)]))
     store.close()
-    reopened = StateStore(path)
+    reopened = FileStore(path)
     reopened.open()
     assert set(reopened.calls) == seen | {call(900).room_name}
     reopened.close()
@@ -126,8 +126,8 @@ def crash_copy(src: Path, dst: Path) -> Path:
     return dst / "s.json"
 
 
-async def committed(tmp_path: Path, count: int) -> StateStore:
-    store = StateStore(tmp_path / "s.json")
+async def committed(tmp_path: Path, count: int) -> FileStore:
+    store = FileStore(tmp_path / "s.json")
     store.open()
     for i in range(count):
         await store.commit(Change(put_calls=[call(i)], add_notifications=[note(i + 1, call(i).message_id)]))
@@ -144,7 +144,7 @@ async def test_a_torn_tail_is_dropped_and_the_rest_loads(tmp_path: Path) -> None
     assert scan(path.with_name("s.json.journal").read_bytes()).torn
     calls, outbox = read_state(path)
     assert sorted(calls) == [call(i).room_name for i in range(5)] and sorted(outbox) == [1, 2, 3, 4, 5]
-    reopened = StateStore(path)
+    reopened = FileStore(path)
     reopened.open()
     assert reopened.calls == calls and reopened.outbox == outbox
     assert path.with_name("s.json.journal").read_bytes() == b""
@@ -172,7 +172,7 @@ async def test_snapshot_and_journal_both_present_at_start_up(tmp_path: Path) -> 
     store.close()
     snapshot = json.loads(path.read_text())
     assert snapshot == {"journal": {"1": {"folded": 0}}}, "the first snapshot is empty: everything is in the journal"
-    reopened = StateStore(path)
+    reopened = FileStore(path)
     reopened.open()
     assert sorted(reopened.calls) == [call(0).room_name, call(1).room_name, call(3).room_name]
     assert reopened.calls[call(1).room_name].state is CallState.LIVE
@@ -188,12 +188,12 @@ async def test_a_state_file_from_the_previous_version_loads(tmp_path: Path) -> N
                                 "outbox": {"4": note(4, call(1).message_id).to_json()}}))
     calls, outbox = read_state(path)
     assert sorted(calls) == ["G0001", "G0002"] and list(outbox) == [4]
-    store = StateStore(path)
+    store = FileStore(path)
     store.open()
     assert store.calls == calls and store.allocate_seq() == 5
     await store.commit(Change(put_calls=[call(3)], drop_calls=["G0001"], settle_notifications=[4]))
     store.close()
-    reopened = StateStore(path)
+    reopened = FileStore(path)
     reopened.open()
     assert sorted(reopened.calls) == ["G0002", "G0003"] and not reopened.outbox
     reopened.close()
@@ -206,25 +206,25 @@ async def test_a_journal_with_a_gap_is_a_clear_error(tmp_path: Path) -> None:
     with open(path.with_name("s.json.journal"), "ab") as fh:
         fh.write(frame(b'{"n":5,"ops":{"calls":{"1":null}}}'))  # records 2 to 4 are missing
     with pytest.raises(StateError) as info:
-        StateStore(path).open()
+        FileStore(path).open()
     assert "journal" in str(info.value) and str(path) in str(info.value)
 
 
 async def test_commits_do_not_wait_for_a_compaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    import videobridge.storage
+    import videobridge.state.snapshot
 
     release = threading.Event()
-    real = videobridge.storage.atomic_write
+    real = videobridge.state.snapshot.atomic_write
 
     def slow_snapshot(path: Path, data: bytes) -> int:
         if threading.current_thread().name == "state-compactor":
             assert release.wait(20)
         return real(path, data)
 
-    monkeypatch.setattr(videobridge.storage, "atomic_write", slow_snapshot)
-    store = StateStore(tmp_path / "s.json", compact_min=0)
+    monkeypatch.setattr(videobridge.state.snapshot, "atomic_write", slow_snapshot)
+    store = FileStore(tmp_path / "s.json", compact_min=0)
     store.open()
     for i in range(30):  # a compaction starts early and hangs; the commits after it go on
         await store.commit(Change(put_calls=[call(i)]))
@@ -239,17 +239,17 @@ async def test_a_failed_compaction_is_retried_and_loses_nothing(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
-    import videobridge.storage
+    import videobridge.state.snapshot
 
-    real = videobridge.storage.atomic_write
+    real = videobridge.state.snapshot.atomic_write
 
     def disk_full(path: Path, data: bytes) -> int:
         if threading.current_thread().name == "state-compactor":
             raise OSError(28, "No space left on device")
         return real(path, data)
 
-    monkeypatch.setattr(videobridge.storage, "atomic_write", disk_full)
-    store = StateStore(tmp_path / "s.json", compact_min=0)
+    monkeypatch.setattr(videobridge.state.snapshot, "atomic_write", disk_full)
+    store = FileStore(tmp_path / "s.json", compact_min=0)
     store.open()
     for i in range(20):
         await store.commit(Change(put_calls=[call(i)]))  # commits keep working
@@ -269,10 +269,10 @@ import asyncio, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 from test_store import call
-from videobridge.store import Change, StateStore
+from videobridge.state.filestore import Change, FileStore
 
 async def main():
-    store = StateStore(Path(sys.argv[1]), compact_min=0)  # a compaction every few commits
+    store = FileStore(Path(sys.argv[1]), compact_min=0)  # a compaction every few commits
     store.open()
     await store.commit(Change(put_calls=[call(i) for i in range(5000, 5300)]))  # a snapshot worth reading
     await store.commit(Change(put_calls=[call(0)]))
@@ -328,7 +328,7 @@ def test_record_frames_scan_back(tmp_path: Path) -> None:
 def test_plain_tinydb_table_writes_are_journaled_too(tmp_path: Path) -> None:
     from tinydb import TinyDB
 
-    from videobridge.storage import JournalStorage
+    from videobridge.state.snapshot import JournalStorage
 
     db = TinyDB(tmp_path / "t.json", storage=JournalStorage)
     table = db.table("things")
@@ -344,7 +344,7 @@ def test_plain_tinydb_table_writes_are_journaled_too(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("count", [0, 1, 2, 5])
 def test_a_snapshot_in_pieces_is_one_tinydb_document(count: int) -> None:
-    from videobridge.storage import _members, snapshot_chunks
+    from videobridge.state.snapshot import _members, snapshot_chunks
 
     tables = {"calls": {str(i): {"i": i, "s": "é\""} for i in range(count)}, "outbox": {}}
     data = b"".join(snapshot_chunks(_members(tables), 7, chunk=2))

@@ -25,7 +25,7 @@ from helpers import (
 from videobridge.daily import DailyClient
 from videobridge.emulator import DailyEmulator
 from videobridge.models import CallState, NotificationKind
-from videobridge.store import Change
+from videobridge.state.filestore import Change
 
 EVENTS = ["meeting.started", "meeting.ended", "participant.joined", "participant.left"]
 

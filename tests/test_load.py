@@ -26,7 +26,7 @@ from rel_support import Daemon, EmulatorThread, daemon_env, percentile, principa
 
 from videobridge.chats import GroupChat, room_name
 from videobridge.devjwt import DevSigner
-from videobridge.store import read_state
+from videobridge.state.filestore import read_state
 
 SECONDS = float(os.environ.get("VIDEOBRIDGE_LOAD_SECONDS", "30"))
 CLIENTS = int(os.environ.get("VIDEOBRIDGE_LOAD_CLIENTS", "500"))

@@ -14,7 +14,7 @@ from rel_support import Daemon, EmulatorThread, daemon_env, ic_identity
 
 from videobridge.devjwt import DevSigner
 from videobridge.models import CanisterKind
-from videobridge.store import read_state
+from videobridge.state.filestore import read_state
 
 CHATS = [{"Group": GROUP}, {"Channel": [COMMUNITY, 7]}, {"Direct": BOB}]
 

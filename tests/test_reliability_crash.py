@@ -34,7 +34,7 @@ from videobridge.chats import GroupChat, room_name
 from videobridge.devjwt import DevSigner
 from videobridge.models import CallState, CanisterKind, NotificationKind
 from videobridge.notifier import END_METHOD, START_METHOD
-from videobridge.store import read_state
+from videobridge.state.filestore import read_state
 
 ROUNDS = int(os.environ.get("VIDEOBRIDGE_CRASH_ROUNDS", "22"))
 STARTS_PER_ROUND = 6

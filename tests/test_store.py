@@ -12,7 +12,7 @@ import pytest
 from videobridge.chats import GroupChat
 from videobridge.errors import StateError, StateLocked
 from videobridge.models import Call, CallState, CallType, CanisterKind, Initiator, Notification, NotificationKind
-from videobridge.store import Change, StateStore, read_state
+from videobridge.state.filestore import Change, FileStore, read_state
 
 
 def call(i: int, state: CallState = CallState.STARTING) -> Call:
@@ -29,7 +29,7 @@ def note(seq: int, message_id: int) -> Notification:
 
 
 async def test_commit_persists_and_reloads(tmp_path):
-    store = StateStore(tmp_path / "s.json")
+    store = FileStore(tmp_path / "s.json")
     store.open()
     await store.commit(Change(put_calls=[call(1)], add_notifications=[note(1, call(1).message_id)]))
     await store.commit(Change(put_calls=[call(1, CallState.LIVE), call(2)]))
@@ -39,14 +39,14 @@ async def test_commit_persists_and_reloads(tmp_path):
     assert list(calls) == ["G0001"] and calls["G0001"].state is CallState.LIVE and not outbox
     assert calls["G0001"] == call(1, CallState.LIVE).evolve(created_at=calls["G0001"].created_at,
                                                               room_exp=calls["G0001"].room_exp)
-    reopened = StateStore(tmp_path / "s.json")
+    reopened = FileStore(tmp_path / "s.json")
     reopened.open()
     assert reopened.calls == calls
     reopened.close()
 
 
 async def test_big_integers_survive_as_strings(tmp_path):
-    store = StateStore(tmp_path / "s.json")
+    store = FileStore(tmp_path / "s.json")
     store.open()
     await store.commit(Change(add_notifications=[note(7, 2**64 - 1)]))
     store.close()
@@ -58,7 +58,7 @@ async def test_big_integers_survive_as_strings(tmp_path):
 
 
 async def test_concurrent_commits_share_writes(tmp_path):
-    store = StateStore(tmp_path / "s.json")
+    store = FileStore(tmp_path / "s.json")
     store.open()
     await asyncio.gather(*(store.commit(Change(put_calls=[call(i)])) for i in range(200)))
     assert len(store.calls) == 200 and store.writes < 20
@@ -67,18 +67,18 @@ async def test_concurrent_commits_share_writes(tmp_path):
 
 
 async def test_one_writer(tmp_path):
-    first = StateStore(tmp_path / "s.json")
+    first = FileStore(tmp_path / "s.json")
     first.open()
     with pytest.raises(StateLocked):
-        StateStore(tmp_path / "s.json").open()
+        FileStore(tmp_path / "s.json").open()
     first.close()
-    second = StateStore(tmp_path / "s.json")
+    second = FileStore(tmp_path / "s.json")
     second.open()
     second.close()
 
 
 async def test_commits_append_to_the_journal_and_compaction_replaces_the_file(tmp_path):
-    store = StateStore(tmp_path / "s.json", compact_min=0)  # compact as soon as the journal outgrows the file
+    store = FileStore(tmp_path / "s.json", compact_min=0)  # compact as soon as the journal outgrows the file
     store.open()
     await store.commit(Change(put_calls=[call(1)]))  # the file appears on the first write
     first = (tmp_path / "s.json").read_bytes()
@@ -98,9 +98,9 @@ async def test_commits_append_to_the_journal_and_compaction_replaces_the_file(tm
 
 
 async def test_failed_write_changes_nothing(tmp_path, monkeypatch):
-    import videobridge.storage
+    import videobridge.state.snapshot
 
-    store = StateStore(tmp_path / "s.json")
+    store = FileStore(tmp_path / "s.json")
     store.open()
     await store.commit(Change(put_calls=[call(1)]))
     before = [(tmp_path / name).read_bytes() for name in ("s.json", "s.json.journal")]
@@ -109,7 +109,7 @@ async def test_failed_write_changes_nothing(tmp_path, monkeypatch):
         os.write(fd, data[: len(data) // 2])  # half a record reached the file, then the disk failed
         raise OSError(5, "I/O error")
 
-    monkeypatch.setattr(videobridge.storage, "append_durably", broken)
+    monkeypatch.setattr(videobridge.state.snapshot, "append_durably", broken)
     with pytest.raises(StateError):
         await store.commit(Change(put_calls=[call(2)], drop_calls=["G0001"]))
     assert list(store.calls) == ["G0001"]
@@ -125,14 +125,14 @@ async def test_failed_write_changes_nothing(tmp_path, monkeypatch):
 def test_corrupt_files_are_a_clear_error(tmp_path, content):
     (tmp_path / "s.json").write_bytes(content)
     with pytest.raises(StateError) as info:
-        StateStore(tmp_path / "s.json").open()
+        FileStore(tmp_path / "s.json").open()
     assert str(tmp_path / "s.json") in str(info.value)
-    StateStore(tmp_path / "s.json")  # the lock was released: a fixed file could be opened again
+    FileStore(tmp_path / "s.json")  # the lock was released: a fixed file could be opened again
 
 
 def test_temp_files_left_by_a_kill_are_removed_on_open(tmp_path):
     (tmp_path / ".s.json.abc123.tmp").write_text("half a write")
-    store = StateStore(tmp_path / "s.json")
+    store = FileStore(tmp_path / "s.json")
     store.open()
     assert not list(tmp_path.glob("*.tmp"))
     store.close()

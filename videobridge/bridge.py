@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from videobridge.auth import JwtVerifier
+from videobridge.background import BackgroundTasks
 from videobridge.calls import CallService
 from videobridge.config import Settings
 from videobridge.daily import DailyClient, DailyError, TokenMinter
@@ -28,7 +29,8 @@ from videobridge.health import DailyHealth
 from videobridge.metrics import Metrics
 from videobridge.outbox import Outbox, RetryPolicy
 from videobridge.poller import PresencePoller
-from videobridge.store import StateStore, summarize
+from videobridge.state.base import summarize
+from videobridge.state.filestore import FileStore
 from videobridge.webhook_monitor import WebhookMonitor
 from videobridge.webhooks import WebhookVerifier
 
@@ -42,7 +44,7 @@ DOMAIN_RETRY_SECONDS = 30.0
 @dataclass(slots=True)
 class Bridge:
     settings: Settings
-    store: StateStore
+    store: FileStore
     daily: DailyClient
     minter: TokenMinter
     jwt: JwtVerifier | None  # None only without workers (no HTTP edge, OC_PUBLIC not needed)
@@ -120,7 +122,7 @@ async def open_bridge(settings: Settings, *, notifier: Notifier | None = None, m
                       notify_retry: RetryPolicy | None = None) -> AsyncIterator[Bridge]:
     """The bridge's services, wired. `workers=False`: no outbox worker, poller, webhook monitor or
     domain resolver, and no resumed room deletes; for a one-shot command on the state file."""
-    store = StateStore(settings.state_path)
+    store = FileStore(settings.state_path)
     store.open()  # first: a held state file is the first thing to report
     try:
         if not settings.daily_api_key:
@@ -157,23 +159,22 @@ async def open_bridge(settings: Settings, *, notifier: Notifier | None = None, m
                             calls=lambda: store.calls, start_grace=settings.start_grace, clock=clock)
     metrics.set_state_source(lambda: summarize(store.calls), outbox_depth=lambda: outbox.depth,
                              outbox_age=outbox.oldest_age, poll_age=poller.seconds_since_success)
-    tasks: list[asyncio.Task[None]] = []
+    workers_ = BackgroundTasks("bridge")
     if workers:
         if not settings.daily_hook_hmac:
             log.warning("webhooks_disabled", reason="DAILY_HOOK_HMAC is not set; the poller alone ends calls")
-        tasks += [asyncio.create_task(outbox.run(), name="outbox"), asyncio.create_task(poller.run(), name="poller")]
+        workers_.spawn(outbox.run(), name="outbox")
+        workers_.spawn(poller.run(), name="poller")
         if monitor.enabled:
-            tasks.append(asyncio.create_task(monitor.run(), name="webhook-monitor"))
+            workers_.spawn(monitor.run(), name="webhook-monitor")
         if not minter.self_signing and not await _fetch_domain(daily, minter, deadline=5.0):
-            tasks.append(asyncio.create_task(_resolve_domain(daily, minter), name="daily-domain"))
+            workers_.spawn(_resolve_domain(daily, minter), name="daily-domain")
         calls.resume()
         log.info("state_loaded", path=str(settings.state_path), calls=len(store.calls), outbox=outbox.depth)
     try:
         yield bridge
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await workers_.aclose()
         await calls.aclose()
         await store.aclose()
         await daily.close()

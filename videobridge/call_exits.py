@@ -24,7 +24,7 @@ from videobridge.errors import BadRequest, Conflict, NoCallInProgress, TryAgain
 from videobridge.models import Call, CallState, CallType
 from videobridge.outbox import Outbox
 from videobridge.presence_reads import PresenceReads
-from videobridge.store import StateStore
+from videobridge.state.base import Store
 
 log = structlog.get_logger("videobridge.calls")
 
@@ -94,7 +94,7 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 
 
 class CallExits:
-    def __init__(self, *, store: StateStore, rooms: ExitRooms, outbox: Outbox, presence: PresenceReads[list[Any]],
+    def __init__(self, *, store: Store, rooms: ExitRooms, outbox: Outbox, presence: PresenceReads[list[Any]],
                  end_call: Callable[..., Awaitable[bool]]) -> None:
         self._store = store
         self._rooms = rooms

@@ -7,9 +7,10 @@ an asyncio lock so simultaneous starts create one room and one message id.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import nullcontext
 from typing import Any
 
@@ -32,7 +33,7 @@ from videobridge.models import Call, CallState, CallType, Initiator
 from videobridge.outbox import Outbox
 from videobridge.presence_reads import PresenceReads
 from videobridge.roomconfig import room_lifetime
-from videobridge.store import Change, StateStore
+from videobridge.state.base import Change, Store
 
 log = structlog.get_logger("videobridge.calls")
 
@@ -48,7 +49,7 @@ def new_message_id() -> int:
 
 
 class CallService:
-    def __init__(self, *, store: StateStore, rooms: Rooms, minter: Minter, outbox: Outbox,
+    def __init__(self, *, store: Store, rooms: Rooms, minter: Minter, outbox: Outbox,
                  start_grace: float = 300.0, start_deadline: float = 10.0,
                  clock: Callable[[], float] = time.time, observer: CallObserver | None = None,
                  events: EventSink | None = None, presence_max_age: float = 2.0) -> None:
@@ -76,6 +77,13 @@ class CallService:
         offset = getattr(self._rooms, "clock_offset", None)
         return float(offset) if isinstance(offset, (int, float)) else None
 
+    @contextlib.asynccontextmanager
+    async def _hold(self, room: str) -> AsyncIterator[None]:
+        """The room's lock: this process's first (waiters queue here), then the store's (other
+        processes sharing it). Every read-decide-commit of a room happens inside."""
+        async with self._locks.hold(room), self._store.exclusive(room):
+            yield
+
     @property
     def calls(self) -> Mapping[str, Call]:
         return self._store.calls
@@ -83,13 +91,13 @@ class CallService:
     # -- start and join ----------------------------------------------------------------------
     async def access(self, claims: VideoCallClaims, initiator: Initiator) -> AccessGrant:
         room = room_name(claims.chat)
-        call = self._store.calls.get(room)
+        call = await self._store.get_call(room)
         if call is not None and call.state is not CallState.ENDING:
             return await self._grant(call, claims.user_id, initiator, joining=True)
         if claims.claim_type is not ClaimType.START:
             raise NoMeetingToJoin()
-        async with self._locks.hold(room):
-            call = self._store.calls.get(room)
+        async with self._hold(room):
+            call = await self._store.get_call(room)
             if call is not None and call.state is not CallState.ENDING:
                 return await self._grant(call, claims.user_id, initiator, joining=True)
             call = await self._start(room, claims, initiator)
@@ -100,7 +108,7 @@ class CallService:
         exp = int(now) + room_lifetime(claims.is_diamond)
         # nbf in Daily's clock when it runs behind ours: the room must open at once
         nbf = int(now + min(0.0, self._clock_offset() or 0.0))
-        previous = self._store.calls.get(room)
+        previous = await self._store.get_call(room)
         try:
             reused = await open_room(self._rooms, room, claims.call_type, nbf=nbf, exp=exp,
                                      previous_ending=previous is not None and previous.state is CallState.ENDING,
@@ -151,8 +159,8 @@ class CallService:
         With `message_id`, only that call ends: a signal about an earlier call in the same room
         (a late webhook, a queued retry) must not end the call that replaced it.
         """
-        async with self._locks.hold(room):
-            call = self._store.calls.get(room)
+        async with self._hold(room):
+            call = await self._store.get_call(room)
             if call is None or (message_id is not None and call.message_id != message_id):
                 return False
             self.meetings.call_ended(call)
@@ -186,8 +194,9 @@ class CallService:
         if not self._still_ending(room, message_id):
             return True
         slots = getattr(self._rooms, "delete_slot", None)
-        async with (slots() if slots is not None else nullcontext(None)) as slot, self._locks.hold(room):
-            if not self._still_ending(room, message_id):
+        async with (slots() if slots is not None else nullcontext(None)) as slot, self._hold(room):
+            current = await self._store.get_call(room)
+            if current is None or current.message_id != message_id or current.state is not CallState.ENDING:
                 return True  # already gone, or a new call owns the room now
             try:
                 await self._rooms.delete_room(room, slot=slot)
@@ -248,8 +257,8 @@ class CallService:
         self._empty_polls.pop(room, None)
         if call is None or call.state is CallState.ENDING or self._seen(call, meeting_id, 0.0) is None:
             return
-        async with self._locks.hold(room):
-            call = self._store.calls.get(room)
+        async with self._hold(room):
+            call = await self._store.get_call(room)
             if call is None or call.state is CallState.ENDING:
                 return
             seen = self._seen(call, meeting_id, self._clock())

@@ -23,7 +23,7 @@ from videobridge.models import Call, Notification, NotificationKind
 from videobridge.notifier.candid import Success
 from videobridge.notifier.ic import Delivered, Notifier, Outcome, Rejected, Skipped, TransientNotifyError
 from videobridge.notifier.routing import plan_decline, plan_end, plan_start, wire_form
-from videobridge.store import Change, StateStore
+from videobridge.state.base import Change, Store
 
 log = structlog.get_logger("videobridge.outbox")
 
@@ -58,7 +58,7 @@ def outcome_label(outcome: Outcome) -> tuple[Settled, dict[str, Any]]:
 
 
 class Outbox:
-    def __init__(self, *, store: StateStore, notifier: Notifier | None, clock: Callable[[], float] = time.time,
+    def __init__(self, *, store: Store, notifier: Notifier, clock: Callable[[], float] = time.time,
                  retry: Backoff = DEFAULT_RETRY, concurrency: int = 16,
                  observer: OutboxObserver | None = None, legacy_user_end: bool = False,
                  events: EventSink | None = None) -> None:
@@ -168,8 +168,6 @@ class Outbox:
             await self._deliveries.aclose()
 
     async def _deliver(self, note: Notification, unsent: bool) -> None:
-        # None: an offline `calls end` queues but never delivers
-        assert self._notifier is not None, "the outbox worker needs a notifier"
         # whichever version queued it, send the shape the canisters take now (and the switch asks for)
         with contextlib.suppress(Exception):  # wire_form is total; never let a surprise stall this call
             note = wire_form(note, legacy_user_end=self._legacy_user_end)

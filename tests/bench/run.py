@@ -521,8 +521,8 @@ async def populate(path: Path, n: int, seed: int, *,
     single-call commits, and one snapshot write as the background compaction does it."""
     from videobridge.chats import GroupChat, room_name
     from videobridge.models import Call, CallState, CallType, Initiator
-    from videobridge.storage import atomic_write, snapshot_chunks
-    from videobridge.store import Change, StateStore
+    from videobridge.state.filestore import Change, FileStore
+    from videobridge.state.snapshot import atomic_write, snapshot_chunks
 
     groups = principals(n + 20, seed)
     now = time.time()
@@ -534,7 +534,7 @@ async def populate(path: Path, n: int, seed: int, *,
                     initiator=Initiator(username="alice", display_name="Alice"), is_diamond=False,
                     state=CallState(state), created_at=now, room_exp=int(now) + 3600)
 
-    store = StateStore(path)
+    store = FileStore(path)
     store.open()
     try:
         await store.commit(Change(put_calls=[call(g) for g in groups[:n]]))
@@ -633,7 +633,7 @@ async def section_presence(b: Bench) -> None:
     from videobridge.notifier import LoggingNotifier
     from videobridge.outbox import Outbox
     from videobridge.poller import PresencePoller
-    from videobridge.store import StateStore
+    from videobridge.state.filestore import FileStore
 
     rows = []
     for n in (10, 1000, 10000):
@@ -642,7 +642,7 @@ async def section_presence(b: Bench) -> None:
         for state in ("live", "starting"):
             path = b.tmp / f"presence-{n}-{state}.json"
             await populate(path, n, b.next_seed(), state=state)
-            store = StateStore(path)
+            store = FileStore(path)
             store.open()
             outbox = Outbox(store=store, notifier=LoggingNotifier())
             calls = CallService(store=store, rooms=None, minter=None, outbox=outbox)  # type: ignore[arg-type]

@@ -28,7 +28,7 @@ DAEMON_TIMEOUT = 30.0  # the daemon deletes the Daily room before answering
 
 def _complete_rooms(ctx: typer.Context, incomplete: str) -> list[str]:
     try:
-        from videobridge.store import read_state
+        from videobridge.state.filestore import read_state
 
         settings = load(ctx.params.get("env_file"), state=ctx.params.get("state"))
         calls, _ = read_state(settings.state_path)
@@ -41,7 +41,7 @@ def _complete_rooms(ctx: typer.Context, incomplete: str) -> list[str]:
 @handle_errors
 def list_calls(env_file: EnvFile = None, state: State = None, json: Json = False) -> None:
     """The tracked calls, read from the state file (no lock needed)."""
-    from videobridge.store import read_state
+    from videobridge.state.filestore import read_state
 
     settings = load(env_file, state=state)
     if not settings.state_path.exists():

@@ -170,7 +170,7 @@ def state_check(settings: Settings) -> Row:
     import fcntl
 
     from videobridge.errors import StateError
-    from videobridge.store import read_state
+    from videobridge.state.filestore import read_state
 
     path = settings.state_path
     folder = path.parent if str(path.parent) else Path(".")

@@ -83,7 +83,7 @@ def check_room_name(name: str) -> str:
 
 async def inventory(settings: Settings) -> list[RoomRow]:
     """Every live room with its presence count and the call the bridge tracks in it."""
-    from videobridge.store import read_state
+    from videobridge.state.filestore import read_state
 
     async with daily_client(settings) as daily:
         rooms = [room async for room in daily.list_rooms()]
@@ -170,7 +170,7 @@ def delete(
     json: Json = False,
 ) -> None:
     """Delete one Daily room (everyone in it is disconnected)."""
-    from videobridge.store import read_state
+    from videobridge.state.filestore import read_state
 
     check_room_name(name)
     settings = load(env_file, require=("DAILY_API_KEY",), state=state)
@@ -259,7 +259,7 @@ async def _prune(settings: Settings, names: list[str], *, progress: bool) -> dic
 
     from videobridge.cli.output import console
     from videobridge.daily import DailyError, DailyNotFound
-    from videobridge.store import read_state
+    from videobridge.state.filestore import read_state
 
     done: dict[str, list[Any]] = {"deleted": [], "skipped": [], "failed": []}
     columns = (TextColumn("pruning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

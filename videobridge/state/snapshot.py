@@ -3,7 +3,7 @@
 TinyDB's JSONStorage rewrites the file in place (a crash can leave a torn file) and re-reads it
 on every operation; rewriting the whole document on every commit costs O(everything) (about
 50 ms at 10,000 calls). Here a commit appends one framed record of the changed documents to
-the journal and fsyncs it (see `videobridge.journal` for the format and why replay is safe).
+the journal and fsyncs it (see `videobridge.state.journal` for the format and why replay is safe).
 When the journal outgrows the snapshot, it is set aside (renamed to `.journal.old`, a fresh one
 takes the appends) and a background thread writes the next snapshot (temp file, fsync, rename,
 directory fsync) from the documents' cached JSON, then deletes the old journal. So commits never
@@ -28,7 +28,7 @@ from typing import Any
 from tinydb.storages import Storage
 
 from videobridge.errors import StateError
-from videobridge.journal import META, Ops, Tables, fold, frame, journal_path, old_journal_path
+from videobridge.state.journal import META, Ops, Tables, fold, frame, journal_path, old_journal_path
 
 COMPACT_MIN = 1 << 20  # bytes of journal before a compaction, however small the snapshot
 SNAPSHOT_CHUNK = 256  # documents per piece of a snapshot (about 100 KB at today's call size)

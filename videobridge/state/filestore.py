@@ -1,9 +1,9 @@
-"""The state store: one TinyDB file, one writer, an in-memory view for every read.
+"""The file store (the default): one TinyDB file, one writer, an in-memory view for every read.
 
 The call service owns call state; this module only makes its changes durable. Changes are
 group-committed: concurrent `commit()` calls that arrive while a write is in flight share the
 next write. A commit returns only after its data is on disk: one fsynced journal record of the
-documents it changes, so its cost does not grow with the number of calls (`storage.py`).
+documents it changes, so its cost does not grow with the number of calls (`snapshot.py`).
 """
 
 from __future__ import annotations
@@ -11,33 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import IO
 
 from tinydb import TinyDB
 
 from videobridge.errors import StateError, StateLocked
-from videobridge.journal import Ops, journal_path
 from videobridge.models import Call, Notification
-from videobridge.storage import COMPACT_MIN, JournalStorage
+from videobridge.state.base import Change
+from videobridge.state.journal import Ops, journal_path
+from videobridge.state.snapshot import COMPACT_MIN, JournalStorage
 
 CALLS = "calls"
 OUTBOX = "outbox"
-
-
-@dataclass(slots=True)
-class Change:
-    """What one logical step changes; applied in one durable write."""
-
-    put_calls: list[Call] = field(default_factory=list)
-    drop_calls: list[str] = field(default_factory=list)
-    add_notifications: list[Notification] = field(default_factory=list)
-    settle_notifications: list[int] = field(default_factory=list)  # seqs
-
-    def __bool__(self) -> bool:
-        return bool(self.put_calls or self.drop_calls or self.add_notifications or self.settle_notifications)
 
 
 def _load(db: TinyDB) -> tuple[dict[str, Call], dict[int, Notification], dict[str, int]]:
@@ -64,7 +51,9 @@ def read_state(path: Path) -> tuple[dict[str, Call], dict[int, Notification]]:
     return calls, outbox
 
 
-class StateStore:
+class FileStore:
+    """The `Store` on a TinyDB file: the in-memory view is the truth (one process holds the file)."""
+
     def __init__(self, path: Path, *, compact_min: int = COMPACT_MIN) -> None:
         self.path = path
         self._compact_min = compact_min
@@ -132,6 +121,13 @@ class StateStore:
         first = self._next_seq
         self._next_seq += count
         return first
+
+    async def get_call(self, room: str) -> Call | None:
+        return self.calls.get(room)  # this process is the only writer: the view is current
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, room: str) -> AsyncIterator[None]:
+        yield  # one process: the call service's own per-room lock is the whole story
 
     # -- writes ------------------------------------------------------------------------------
     async def commit(self, change: Change) -> None:
@@ -216,11 +212,3 @@ class StateStore:
         ops: Ops = {CALLS: calls, OUTBOX: outbox}
         self._storage.apply(ops)
         return assigned, sorted(drop), next_id
-
-
-def summarize(calls: Mapping[str, Call]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for call in calls.values():
-        counts[call.state.value] = counts.get(call.state.value, 0) + 1
-    return counts
-

@@ -1,0 +1,67 @@
+"""What every store offers the call service, the outbox and the CLI (the seam a second engine fills).
+
+A store holds two collections, calls by room name and notifications by sequence number, and
+changes them only through `commit`: one `Change` applied atomically and durably before it
+returns. `calls` and `outbox` are in-memory views for listings, the poller and metrics; the
+decisions that must see the latest state read `get_call` while holding `exclusive(room)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from videobridge.models import Call, Notification
+
+
+@dataclass(slots=True)
+class Change:
+    """What one logical step changes; applied in one durable write."""
+
+    put_calls: list[Call] = field(default_factory=list)
+    drop_calls: list[str] = field(default_factory=list)
+    add_notifications: list[Notification] = field(default_factory=list)
+    settle_notifications: list[int] = field(default_factory=list)  # seqs
+
+    def __bool__(self) -> bool:
+        return bool(self.put_calls or self.drop_calls or self.add_notifications or self.settle_notifications)
+
+
+class Store(Protocol):
+    @property
+    def calls(self) -> Mapping[str, Call]: ...
+
+    @property
+    def outbox(self) -> Mapping[int, Notification]: ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def allocate_seq(self, count: int = 1) -> int:
+        """The first of `count` new notification sequence numbers (delivery order per call)."""
+        ...
+
+    async def get_call(self, room: str) -> Call | None:
+        """The room's call as last committed by anyone."""
+        ...
+
+    def exclusive(self, room: str) -> AbstractAsyncContextManager[None]:
+        """Held around every read-decide-commit of one room, across every process sharing the store."""
+        ...
+
+    async def commit(self, change: Change) -> None: ...
+
+
+def summarize(calls: Mapping[str, Call]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for call in calls.values():
+        counts[call.state.value] = counts.get(call.state.value, 0) + 1
+    return counts
