@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from cli_support import _default_port_busy, _servers, _workdir  # noqa: F401 - CLI fixtures, shared by every module
 from helpers import ADMIN_TOKEN, HOOK_SECRET, RecordingNotifier
+from redis_support import RedisServer
 
 from videobridge.config import Settings
 from videobridge.devjwt import DevSigner
@@ -86,4 +87,23 @@ async def _make_bridge(settings: Settings, notifier: RecordingNotifier) -> Async
 async def _bridge(make_bridge: BridgeFactory) -> TestClient:
     return await make_bridge()
 
+
+
+
+@pytest.fixture(name="redis_server", scope="session")
+def _redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(name="redis_url")
+def _redis_url(redis_server: RedisServer) -> str:
+    """A running, empty Redis (restarted if a test stopped it)."""
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.proc = None
+        redis_server.start()
+    redis_server.flush()
+    return redis_server.url
 

@@ -169,3 +169,11 @@ def test_webhook_check_and_self_heal_settings(tmp_path, monkeypatch):
         with pytest.raises(ConfigError, match=fragment) as caught:
             load_settings(environ=env(**{name: value}))
         assert str(caught.value).startswith(name)
+
+
+def test_store_is_the_state_file_unless_a_redis_url_is_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(environ=env()).store_url is None
+    assert load_settings(environ=env(VIDEOBRIDGE_STORE="redis://db:6379/2")).store_url == "redis://db:6379/2"
+    with pytest.raises(ConfigError, match="VIDEOBRIDGE_STORE must be a redis:// or rediss:// URL"):
+        load_settings(environ=env(VIDEOBRIDGE_STORE="/var/lib/videobridge/state.json"))

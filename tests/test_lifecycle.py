@@ -21,13 +21,20 @@ from helpers import (
     signed_hook,
     start_token,
 )
+from redis_support import STORES, on_store
 
+from videobridge.config import Settings
 from videobridge.daily import DailyClient
 from videobridge.emulator import DailyEmulator
 from videobridge.models import CallState, NotificationKind
 from videobridge.state.filestore import Change
 
 EVENTS = ["meeting.started", "meeting.ended", "participant.joined", "participant.left"]
+
+
+@pytest.fixture(name="settings", params=STORES)
+def _settings_on_each_store(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    return on_store(request, settings)
 
 
 @pytest.fixture(name="emulator", params=[True, False], ids=["presence-lists-hidden", "presence-hides-hidden"])

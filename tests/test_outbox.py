@@ -10,7 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from fakeic import FakeIC, generate_pem, principal_of_pem
 from helpers import ALICE, BOB, COMMUNITY, GROUP, bridge_of, end_token, get_token, start_token
+from redis_support import STORES, on_store
 
+from videobridge.config import Settings
 from videobridge.models import CanisterKind
 from videobridge.notifier import Error, IcNotifier, load_identity
 from videobridge.outbox import RetryPolicy
@@ -18,6 +20,11 @@ from videobridge.outbox import RetryPolicy
 FAST_RETRY = RetryPolicy(initial=0.05, maximum=0.2)
 OPERATOR_PEM = generate_pem()
 OPERATOR = principal_of_pem(OPERATOR_PEM)
+
+
+@pytest.fixture(name="settings", params=STORES)
+def _settings_on_each_store(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    return on_store(request, settings)
 
 
 @pytest.fixture(name="ic")

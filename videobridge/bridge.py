@@ -29,8 +29,7 @@ from videobridge.health import DailyHealth
 from videobridge.metrics import Metrics
 from videobridge.outbox import Outbox, RetryPolicy
 from videobridge.poller import PresencePoller
-from videobridge.state.base import summarize
-from videobridge.state.filestore import FileStore
+from videobridge.state import Store, open_store, summarize
 from videobridge.webhook_monitor import WebhookMonitor
 from videobridge.webhooks import WebhookVerifier
 
@@ -44,7 +43,7 @@ DOMAIN_RETRY_SECONDS = 30.0
 @dataclass(slots=True)
 class Bridge:
     settings: Settings
-    store: FileStore
+    store: Store
     daily: DailyClient
     minter: TokenMinter
     jwt: JwtVerifier | None  # None only without workers (no HTTP edge, OC_PUBLIC not needed)
@@ -122,8 +121,8 @@ async def open_bridge(settings: Settings, *, notifier: Notifier | None = None, m
                       notify_retry: RetryPolicy | None = None) -> AsyncIterator[Bridge]:
     """The bridge's services, wired. `workers=False`: no outbox worker, poller, webhook monitor or
     domain resolver, and no resumed room deletes; for a one-shot command on the state file."""
-    store = FileStore(settings.state_path)
-    store.open()  # first: a held state file is the first thing to report
+    store = open_store(store_url=settings.store_url, state_path=settings.state_path)
+    await store.aopen()  # first: a held state file is the first thing to report
     try:
         if not settings.daily_api_key:
             raise ConfigError("DAILY_API_KEY is required but not set (environment, .env or credential)")
@@ -131,7 +130,7 @@ async def open_bridge(settings: Settings, *, notifier: Notifier | None = None, m
             raise ConfigError("OC_PUBLIC is required but not set (environment, .env or credential)")
         notifier = notifier if notifier is not None else build_notifier(settings)
     except BaseException:
-        store.close()
+        await store.aclose()
         raise
     metrics = metrics if metrics is not None else Metrics()
     events = EventLog(clock=clock)

@@ -33,6 +33,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 5050
     state_path: Path = Path("videobridge.json")
+    store_url: str | None = field(default=None, repr=False)  # VIDEOBRIDGE_STORE (may hold a password)
     presence_interval: float = 15.0
     start_grace: float = 300.0
     admin_token: str | None = field(default=None, repr=False)
@@ -121,6 +122,12 @@ def load_settings(*, env_file: Path | None = None, environ: Mapping[str, str] | 
         # systemd may pass several colon-separated directories; the first is ours
         kw["state_path"] = Path(environ["STATE_DIRECTORY"].split(":")[0]) / "state.json"
     return Settings(**kw)
+
+
+def _redis_url(name: str, value: str) -> str:
+    if not value.startswith(("redis://", "rediss://")):
+        raise ConfigError(f"{name} must be a redis:// or rediss:// URL (the state file is VIDEOBRIDGE_STATE)")
+    return value
 
 
 def _text(name: str, value: str) -> str:
@@ -288,6 +295,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VIDEOBRIDGE_STATE", "state_path", _path,
              "`./videobridge.json`; `$STATE_DIRECTORY/state.json` under systemd",
              "TinyDB state file (its journal, `<file>.journal`, sits beside it)"),
+    Variable("VIDEOBRIDGE_STORE", "store_url", _redis_url, "the state file (`VIDEOBRIDGE_STATE`)",
+             "`redis://` or `rediss://` URL of a Redis 7+ (AOF, `appendfsync always`) to keep state in instead",
+             secret=True),
     Variable("VIDEOBRIDGE_PRESENCE_INTERVAL", "presence_interval", _interval, "`15`",
              "seconds between presence polls"),
     Variable("VIDEOBRIDGE_START_GRACE", "start_grace", _seconds, "`300`",

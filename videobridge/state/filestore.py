@@ -100,6 +100,9 @@ class FileStore:
         self._next_call_id = max(self._call_ids.values(), default=0) + 1
         self._next_seq = max(self.outbox, default=0) + 1
 
+    async def aopen(self) -> None:
+        self.open()
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()  # folds the journal into the snapshot: after a clean stop the file says it all
