@@ -115,3 +115,59 @@ async def test_unreachable_redis_is_a_clear_error():
     with pytest.raises(StateError, match=r"redis://\*\*\*@127.0.0.1:9/0") as info:
         await store.aopen()
     assert "pw" not in str(info.value)
+
+
+async def test_cli_listings_read_the_redis_store(redis_url, tmp_path):
+    store = await opened(redis_url)
+    await store.commit(Change(put_calls=[call(11)], add_notifications=[note(1, 11)]))
+    from videobridge.state import read_calls
+
+    calls, outbox = await asyncio.to_thread(read_calls, store_url=redis_url, state_path=tmp_path / "none.json")
+    assert list(calls) == ["G0011"] and list(outbox) == [1]  # while the daemon holds it
+    await store.aclose()
+    from videobridge.cli.config_cmd import state_check
+    from videobridge.config import load_settings
+
+    row = state_check(load_settings(environ={"VIDEOBRIDGE_STORE": redis_url}, env_file=None))
+    assert row.status == "ok" and "1 call(s), 1 pending notification(s)" in row.detail
+
+
+def cli(*args: str, cwd) -> tuple[int, str, str]:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "videobridge", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)})
+    return done.returncode, done.stdout, done.stderr
+
+
+async def test_state_migrate_both_ways_and_its_refusals(redis_url, tmp_path):
+    from videobridge.state.filestore import FileStore, read_state
+
+    path = tmp_path / "state.json"
+    file_store = FileStore(path)
+    file_store.open()
+    calls = [call(20), call(21, CallState.LIVE)]
+    await file_store.commit(Change(put_calls=calls, add_notifications=[note(1, 20), note(2, 20)]))
+    code, _, err = await asyncio.to_thread(cli, "state", "migrate", "--from", str(path), "--to", redis_url, cwd=tmp_path)
+    assert code != 0 and "in use by another videobridge process" in err and "Traceback" not in err
+    await file_store.aclose()  # the daemon stopped
+
+    code, _, err = await asyncio.to_thread(cli, "state", "migrate", "--from", str(path), "--to", redis_url, cwd=tmp_path)
+    assert code == 0, err
+    assert "moved 2 call(s) and 2 queued notification(s)" in err
+    on_redis = await opened(redis_url)
+    assert sorted(on_redis.calls) == ["G0020", "G0021"] and list(on_redis.outbox) == [1, 2]
+    assert on_redis.calls["G0021"] == read_state(path)[0]["G0021"]
+    code, _, err = await asyncio.to_thread(cli, "state", "migrate", "--from", redis_url, "--to",
+                                           str(tmp_path / "back.json"), cwd=tmp_path)
+    assert code != 0 and "in use by another videobridge process" in err  # a daemon holds the Redis side
+    await on_redis.aclose()
+
+    code, _, err = await asyncio.to_thread(cli, "state", "migrate", "--from", redis_url, "--to", str(path), cwd=tmp_path)
+    assert code != 0 and "migrate only into an empty store" in err  # never merges into a store in use
+    code, _, err = await asyncio.to_thread(cli, "state", "migrate", "--from", redis_url, "--to",
+                                           str(tmp_path / "back.json"), cwd=tmp_path)
+    assert code == 0, err
+    back_calls, back_outbox = read_state(tmp_path / "back.json")
+    assert sorted(back_calls) == ["G0020", "G0021"] and list(back_outbox) == [1, 2]

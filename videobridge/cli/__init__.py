@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from videobridge.cli import calls, config_cmd, rooms, tokens, webhook
+from videobridge.cli import calls, config_cmd, rooms, state_cmd, tokens, webhook
 from videobridge.cli.serve import register as register_serve
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.add_typer(tokens.app, name="token")
 app.add_typer(calls.app, name="calls")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(webhook.app, name="webhook")
+app.add_typer(state_cmd.app, name="state")
 
 
 def main() -> None:

@@ -28,10 +28,10 @@ DAEMON_TIMEOUT = 30.0  # the daemon deletes the Daily room before answering
 
 def _complete_rooms(ctx: typer.Context, incomplete: str) -> list[str]:
     try:
-        from videobridge.state.filestore import read_state
+        from videobridge.state import read_calls
 
         settings = load(ctx.params.get("env_file"), state=ctx.params.get("state"))
-        calls, _ = read_state(settings.state_path)
+        calls, _ = read_calls(store_url=settings.store_url, state_path=settings.state_path)
     except Exception:
         return []
     return sorted(room for room in calls if room.startswith(incomplete))
@@ -41,12 +41,12 @@ def _complete_rooms(ctx: typer.Context, incomplete: str) -> list[str]:
 @handle_errors
 def list_calls(env_file: EnvFile = None, state: State = None, json: Json = False) -> None:
     """The tracked calls, read from the state file (no lock needed)."""
-    from videobridge.state.filestore import read_state
+    from videobridge.state import read_calls
 
     settings = load(env_file, state=state)
-    if not settings.state_path.exists():
+    if not settings.store_url and not settings.state_path.exists():
         note(f"no state file at {settings.state_path}: no calls tracked")
-    calls, outbox = read_state(settings.state_path)
+    calls, outbox = read_calls(store_url=settings.store_url, state_path=settings.state_path)
     if json:
         from videobridge.views import public_call
 

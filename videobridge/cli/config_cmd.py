@@ -172,6 +172,15 @@ def state_check(settings: Settings) -> Row:
     from videobridge.errors import StateError
     from videobridge.state.filestore import read_state
 
+    if settings.store_url:
+        from videobridge.state.redisstore import read_redis, redacted
+
+        try:
+            calls, outbox = read_redis(settings.store_url)
+        except StateError as exc:
+            return Row("state store", "fail", str(exc))
+        return Row("state store", "ok", f"{redacted(settings.store_url)}: {len(calls)} call(s), "
+                                        f"{len(outbox)} pending notification(s)")
     path = settings.state_path
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():

@@ -83,12 +83,12 @@ def check_room_name(name: str) -> str:
 
 async def inventory(settings: Settings) -> list[RoomRow]:
     """Every live room with its presence count and the call the bridge tracks in it."""
-    from videobridge.state.filestore import read_state
+    from videobridge.state import read_calls
 
     async with daily_client(settings) as daily:
         rooms = [room async for room in daily.list_rooms()]
         presence = await daily.presence()
-    calls, _ = read_state(settings.state_path)
+    calls, _ = read_calls(store_url=settings.store_url, state_path=settings.state_path)
     return [RoomRow(r, len(presence.get(r.name, ())), calls.get(r.name)) for r in rooms]
 
 
@@ -170,11 +170,11 @@ def delete(
     json: Json = False,
 ) -> None:
     """Delete one Daily room (everyone in it is disconnected)."""
-    from videobridge.state.filestore import read_state
+    from videobridge.state import read_calls
 
     check_room_name(name)
     settings = load(env_file, require=("DAILY_API_KEY",), state=state)
-    calls, _ = read_state(settings.state_path)
+    calls, _ = read_calls(store_url=settings.store_url, state_path=settings.state_path)
     if name in calls and not force:
         raise OperatorError(f"the bridge tracks a call in {name}: end it with `videobridge calls end {name}` "
                             "(which also tells OpenChat), or pass --force")
@@ -259,7 +259,7 @@ async def _prune(settings: Settings, names: list[str], *, progress: bool) -> dic
 
     from videobridge.cli.output import console
     from videobridge.daily import DailyError, DailyNotFound
-    from videobridge.state.filestore import read_state
+    from videobridge.state import read_calls
 
     done: dict[str, list[Any]] = {"deleted": [], "skipped": [], "failed": []}
     columns = (TextColumn("pruning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -268,7 +268,7 @@ async def _prune(settings: Settings, names: list[str], *, progress: bool) -> dic
             task = bar.add_task("prune", total=len(names))
             for name in names:
                 try:
-                    calls, _ = read_state(settings.state_path)
+                    calls, _ = read_calls(store_url=settings.store_url, state_path=settings.state_path)
                     if name in calls:
                         done["skipped"].append({"name": name, "reason": "a call started there"})
                     elif present := len(await daily.room_presence(name)):

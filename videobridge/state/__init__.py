@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from videobridge.models import Call, Notification
 from videobridge.state.base import Change, Store, summarize
 
-__all__ = ["Change", "Store", "open_store", "summarize"]
+__all__ = ["Change", "Store", "open_store", "read_calls", "summarize"]
 
 
 def open_store(*, store_url: str | None, state_path: Path) -> Store:
@@ -19,3 +20,14 @@ def open_store(*, store_url: str | None, state_path: Path) -> Store:
     from videobridge.state.filestore import FileStore
 
     return FileStore(state_path)
+
+
+def read_calls(*, store_url: str | None, state_path: Path) -> tuple[dict[str, Call], dict[int, Notification]]:
+    """What the store holds, read without taking it (the CLI's listings while a daemon runs)."""
+    if store_url:
+        from videobridge.state.redisstore import read_redis
+
+        return read_redis(store_url)
+    from videobridge.state.filestore import read_state
+
+    return read_state(state_path)

@@ -193,3 +193,26 @@ class RedisStore:
                 await self._redis.eval(RELEASE, 1, self._keys[0], self._token)
             await self._redis.aclose()
             self._redis = None
+
+
+def read_redis(url: str, *, prefix: str = PREFIX) -> tuple[dict[str, Call], dict[int, Notification]]:
+    """Calls and outbox as committed, without the lease (for the CLI's listings, as `read_state`
+    reads the file without its lock)."""
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=5.0)
+    try:
+        with client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(prefix + "calls")
+            pipe.hgetall(prefix + "outbox")
+            calls_raw, outbox_raw = pipe.execute()
+    except RedisError as exc:
+        raise StateError(f"state store {redacted(url)}: {exc}") from None
+    finally:
+        client.close()
+    try:
+        calls = (Call.from_json(json.loads(doc)) for doc in calls_raw.values())
+        notes = (Notification.from_json(json.loads(doc)) for doc in outbox_raw.values())
+        return {c.room_name: c for c in calls}, dict(sorted((n.seq, n) for n in notes))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateError(f"state store {redacted(url)}: unexpected content ({exc.__class__.__name__})") from exc
