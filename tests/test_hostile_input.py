@@ -37,7 +37,7 @@ from videobridge.errors import AuthError, BadRequest
 from videobridge.models import Initiator
 from videobridge.principal import InvalidPrincipal, bytes_to_principal, is_principal, principal_to_bytes
 from videobridge.web.handlers import MAX_NAME, U128_MAX, parse_initiator
-from videobridge.webhooks import MAX_BODY, Verdict, WebhookVerifier, parse_timestamp, sign
+from videobridge.webhooks.signature import MAX_BODY, Verdict, WebhookVerifier, parse_timestamp, sign
 
 ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 SIGNER = DevSigner()

@@ -149,8 +149,8 @@ async def test_without_a_root_key_setting_the_bridge_trusts_only_mainnet(make_br
 @pytest.mark.parametrize(("ic_url", "warned"), [("https://icp-api.io", False), ("https://ic0.app", False),
                                                 ("https://a.icp0.io", False), ("http://127.0.0.1:4943", True)])
 def test_a_non_mainnet_url_without_a_root_key_is_warned_about(ic_url: str, warned: bool) -> None:
-    from videobridge.bridge import build_notifier
     from videobridge.config import Settings
+    from videobridge.wiring import build_notifier
 
     with structlog.testing.capture_logs() as logs:
         build_notifier(Settings(ic_url=ic_url, oc_identity=OPERATOR_PEM))

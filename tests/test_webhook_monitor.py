@@ -18,7 +18,7 @@ from helpers import HOOK_SECRET, bridge_of
 from prometheus_client.parser import text_string_to_metric_families
 
 from videobridge.emulator import DailyEmulator
-from videobridge.webhook_health import EVENT_TYPES, points_here
+from videobridge.webhooks.ownership import EVENT_TYPES, points_here
 
 OURS = base64.b64encode(HOOK_SECRET).decode()
 

@@ -141,8 +141,8 @@ async def _check_new_paths(http: aiohttp.ClientSession, bridge_url: str, emulato
 
 
 async def run_sandbox(base: Settings, *, out: TextIO, check: bool = False) -> None:
+    from videobridge.daemon import serve
     from videobridge.notifier import LoggingNotifier
-    from videobridge.server import serve
 
     api_key = secrets.token_urlsafe(24)
     hook_secret = secrets.token_bytes(32)

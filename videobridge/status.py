@@ -11,8 +11,8 @@ import os
 import time
 from typing import Any
 
-from videobridge.bridge import Bridge
 from videobridge.views import public_call
+from videobridge.wiring import Bridge
 
 STATUS_VERSION = 1
 RECENT_EVENTS = 10

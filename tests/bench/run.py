@@ -690,7 +690,7 @@ async def section_presence(b: Bench) -> None:
 # ---- 5. webhook, start-up, --help ----------------------------------------------------------------
 
 async def section_webhook(b: Bench) -> None:
-    from videobridge.webhooks import sign
+    from videobridge.webhooks.signature import sign
 
     log_step("webhook meeting.ended -> end notification queued")
     bridge = b.bridge(b.tmp / "webhook-state.json", "webhook")

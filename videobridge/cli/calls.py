@@ -142,9 +142,9 @@ async def _end_via_daemon(base: str, token: str, room: str) -> dict[str, Any] | 
 async def _end_offline(settings: Settings, room: str, *, daemon: str | None) -> dict[str, Any]:
     from contextlib import AsyncExitStack
 
-    from videobridge.bridge import open_bridge
     from videobridge.errors import StateLocked
     from videobridge.notifier import LoggingNotifier
+    from videobridge.wiring import open_bridge
 
     if not settings.state_path.exists():
         raise OperatorError(f"no tracked call in room {room} (no state file at {settings.state_path})")

@@ -17,8 +17,8 @@ def register(app: typer.Typer) -> None:
     def serve(host: Host = None, port: Port = None, state: State = None, env_file: EnvFile = None) -> None:
         """Run the bridge: HTTP API, presence poller, webhook receiver and notification outbox."""
         settings = load(env_file, require=("DAILY_API_KEY", "OC_PUBLIC"), host=host, port=port, state=state)
+        from videobridge.daemon import serve as run
         from videobridge.logs import configure_logging
-        from videobridge.server import serve as run
 
         configure_logging(fmt=settings.log_format, level=settings.log_level)
         asyncio.run(run(settings))

@@ -16,8 +16,8 @@ import typer
 from videobridge.cli.common import EnvFile, load
 from videobridge.cli.errors import USAGE, OperatorError, daily_client, handle_errors, run
 from videobridge.cli.output import Json, note, print_fields, print_json, warn
-from videobridge.webhook_health import EVENT_TYPES, HOOK_PATH
-from videobridge.webhook_health import hmac_matches as _hmac_matches
+from videobridge.webhooks.ownership import EVENT_TYPES, HOOK_PATH
+from videobridge.webhooks.ownership import hmac_matches as _hmac_matches
 
 if TYPE_CHECKING:
     from videobridge.config import Settings
@@ -130,7 +130,7 @@ def reactivate(env_file: EnvFile = None, json: Json = False) -> None:
 
 
 async def _reactivate(settings: Settings) -> Webhook:
-    from videobridge.webhook_health import reactivate  # the same call the daemon's self-heal makes
+    from videobridge.webhooks.ownership import reactivate  # the same call the daemon's self-heal makes
 
     async with daily_client(settings, deadline=20.0) as daily:
         hooks = await daily.list_webhooks()

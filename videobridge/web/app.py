@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 import videobridge.web.handlers as handlers
-from videobridge.bridge import open_bridge
 from videobridge.config import Settings
 from videobridge.metrics import Metrics
 from videobridge.outbox import RetryPolicy
 from videobridge.web.keys import BRIDGE
 from videobridge.web.middleware import Cors, make_middleware
+from videobridge.wiring import open_bridge
 
 if TYPE_CHECKING:
     from videobridge.notifier import Notifier

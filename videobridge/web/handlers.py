@@ -12,13 +12,13 @@ import structlog
 from aiohttp import web
 
 from videobridge.auth import ACCESS_CLAIMS, DECLINE_CLAIMS, END_CLAIMS, LEAVE_CLAIMS
-from videobridge.bridge import Bridge
 from videobridge.errors import AuthError, BadRequest, BodyTooLarge, NotFound
 from videobridge.models import Initiator
 from videobridge.views import public_call
 from videobridge.web.keys import BRIDGE, CLAIMS, OUTCOME
 from videobridge.web.responses import error_response, json_response
-from videobridge.webhooks import MAX_BODY, Verdict, WebhookEvent
+from videobridge.webhooks.signature import MAX_BODY, Verdict, WebhookEvent
+from videobridge.wiring import Bridge
 
 log = structlog.get_logger("videobridge.http")
 

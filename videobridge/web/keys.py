@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from videobridge.auth import VideoCallClaims
-from videobridge.bridge import Bridge
+from videobridge.wiring import Bridge
 
 BRIDGE = web.AppKey("bridge", Bridge)
 CLAIMS = web.RequestKey("claims", VideoCallClaims)

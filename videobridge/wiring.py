@@ -30,8 +30,8 @@ from videobridge.metrics import Metrics
 from videobridge.outbox import Outbox, RetryPolicy
 from videobridge.poller import PresencePoller
 from videobridge.state import Store, open_store, summarize
-from videobridge.webhook_monitor import WebhookMonitor
-from videobridge.webhooks import WebhookVerifier
+from videobridge.webhooks.monitor import WebhookMonitor
+from videobridge.webhooks.signature import WebhookVerifier
 
 if TYPE_CHECKING:
     from videobridge.notifier import Notifier

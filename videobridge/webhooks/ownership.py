@@ -1,7 +1,7 @@
 """Is the Daily webhook this bridge's, and putting it back when Daily stopped it.
 
 Shared by `videobridge webhook status|reactivate` and the daemon's self-heal
-(`videobridge.webhook_monitor`). Light on purpose (the CLI imports it for --help): no aiohttp.
+(`videobridge.webhooks.monitor`). Light on purpose (the CLI imports it for --help): no aiohttp.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import structlog
 from videobridge.daily.errors import DailyError
 from videobridge.daily.models import Webhook
 from videobridge.events import EventSink
-from videobridge.webhook_health import WebhookApi, points_here, reactivate
+from videobridge.webhooks.ownership import WebhookApi, points_here, reactivate
 
 log = structlog.get_logger("videobridge.webhook")
 
