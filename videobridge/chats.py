@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeAlias
 
+from videobridge.daily.protocol import ROOM_NAME
 from videobridge.principal import InvalidPrincipal, bytes_to_principal, principal_to_bytes
 
 CHANNEL_ID_MODULUS = 2**32
-_ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_ROOM_RE = ROOM_NAME
 # OpenChat canister ids are 10 bytes, i.e. 14 characters of unpadded base64.
 CANISTER_ID_BYTES = 10
 _CANISTER_B64_LEN = 14

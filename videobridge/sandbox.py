@@ -21,6 +21,7 @@ import structlog
 from aiohttp import web
 
 from videobridge.config import Settings
+from videobridge.daily.protocol import EVENT_TYPES
 from videobridge.devjwt import DevSigner
 from videobridge.emulator import DailyEmulator
 
@@ -31,7 +32,7 @@ BOB = "hut2x-yaaaa-aaaaq-bi6za-cai"
 CAROL = "rdmx6-jaaaa-aaaaa-aaadq-cai"
 LUI = "nq4qv-wqaaa-aaaaf-bhdgq-cai"  # a local user index canister (notifications are only logged here)
 GROUP = "ll4qc-niaaa-aaaap-qvfoq-cai"
-EVENTS = ["meeting.started", "meeting.ended", "participant.joined", "participant.left"]
+EVENTS = list(EVENT_TYPES)
 
 
 def sandbox_settings(base: Settings, *, emulator_url: str, api_key: str, signer: DevSigner,

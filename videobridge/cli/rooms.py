@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
@@ -12,6 +11,7 @@ import typer
 from videobridge.cli.common import EnvFile, State, load
 from videobridge.cli.errors import USAGE, OperatorError, confirm, daily_client, handle_errors, run
 from videobridge.cli.output import Json, note, parse_iso, print_json, print_table, relative, when
+from videobridge.daily.protocol import ROOM_NAME
 
 if TYPE_CHECKING:
     from videobridge.chats import Chat
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 app = typer.Typer(name="rooms", help="List, create, delete and prune the domain's Daily rooms.",
                   no_args_is_help=True)
 
-ROOM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 CHAT_HELP = "group:<group id> | direct:<user a>,<user b> | channel:<community id>,<channel id>"
 
 

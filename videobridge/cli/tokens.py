@@ -11,6 +11,7 @@ import typer
 from videobridge.cli.common import EnvFile, load
 from videobridge.cli.errors import USAGE, OperatorError, daily_client, handle_errors, run
 from videobridge.cli.output import Json, note, parse_duration, print_json, print_table, when
+from videobridge.daily.protocol import TOKEN_CLAIMS as DAILY_CLAIMS
 
 if TYPE_CHECKING:
     from videobridge.config import Settings
@@ -19,16 +20,6 @@ app = typer.Typer(name="token", help="Mint Daily meeting tokens; decode and veri
                   no_args_is_help=True)
 
 DEFAULT_TTL = 3600  # for rooms without an expiry
-# Daily's self-signed claim abbreviations (reference/daily-api.md §4.4).
-DAILY_CLAIMS = {
-    "r": "room_name", "d": "domain_id", "ud": "user_id", "u": "user_name", "o": "is_owner",
-    "p": "permissions", "vo": "start_video_off", "ao": "start_audio_off", "ss": "enable_screenshare",
-    "er": "enable_recording", "k": "knocking", "ejt": "eject_at_token_exp", "eje": "eject_after_elapsed",
-    "uil": "lang", "ctoe": "close_tab_on_exit", "rome": "redirect_on_meeting_exit", "mjh": "meeting_join_hook",
-    "erui": "enable_recording_ui", "ij": "intercom_join_alert", "sr": "start_cloud_recording",
-    "sro": "start_cloud_recording_opts", "ast": "auto_start_transcription", "iat": "issued at",
-    "exp": "expires", "nbf": "not before",
-}
 
 
 def _ttl(text: str | None) -> int | None:

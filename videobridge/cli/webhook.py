@@ -16,7 +16,8 @@ import typer
 from videobridge.cli.common import EnvFile, load
 from videobridge.cli.errors import USAGE, OperatorError, daily_client, handle_errors, run
 from videobridge.cli.output import Json, note, print_fields, print_json, warn
-from videobridge.webhooks.ownership import EVENT_TYPES, HOOK_PATH
+from videobridge.daily.protocol import EVENT_TYPES
+from videobridge.webhooks.ownership import HOOK_PATH
 from videobridge.webhooks.ownership import hmac_matches as _hmac_matches
 
 if TYPE_CHECKING:

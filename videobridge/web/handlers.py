@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 
 from videobridge.auth import ACCESS_CLAIMS, DECLINE_CLAIMS, END_CLAIMS, LEAVE_CLAIMS
+from videobridge.daily.protocol import MEETING_ENDED, MEETING_STARTED, PARTICIPANT_JOINED, PARTICIPANT_LEFT
 from videobridge.errors import AuthError, BadRequest, BodyTooLarge, NotFound
 from videobridge.models import Initiator
 from videobridge.views import public_call
@@ -153,12 +154,12 @@ def _dispatch(bridge: Bridge, event: WebhookEvent) -> None:
     """Work after the answer: Daily wants its 200 within seconds."""
     assert event.room is not None
     log.info("webhook_event", type=event.type, room=event.room, event_id=event.id)
-    if event.type in ("participant.joined", "participant.left"):
+    if event.type in (PARTICIPANT_JOINED, PARTICIPANT_LEFT):
         bridge.calls.presence.forget(event.room)  # the next decline or leave reads Daily again
-    if event.type == "meeting.ended":
+    if event.type == MEETING_ENDED:
         bridge.calls.on_meeting_ended(event.room, event.payload)
-    elif event.type in ("meeting.started", "participant.joined"):
-        meeting_id = event.payload.get("meeting_id") if event.type == "meeting.started" else None
+    elif event.type in (MEETING_STARTED, PARTICIPANT_JOINED):
+        meeting_id = event.payload.get("meeting_id") if event.type == MEETING_STARTED else None
         bridge.calls.mark_live_soon(event.room, meeting_id if isinstance(meeting_id, str) and meeting_id else None)
     # participant.left needs nothing: meeting.ended follows the last one, and the poller (two
     # empty polls) backs it up. Polling at once would only see Daily's presence, which lags.

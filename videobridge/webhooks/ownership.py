@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from videobridge.daily.models import Webhook
 
-EVENT_TYPES = ("meeting.started", "meeting.ended", "participant.joined", "participant.left")
 HOOK_PATH = "/room/hook"
 REACTIVATE_DEADLINE = 20.0  # Daily probes the URL before it answers
 

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from videobridge.daily.protocol import EVENT_TYPES
+
 MAX_BODY = 64 * 1024
 # Daily retries a failed delivery for up to ~15 min and does not say whether a retry is signed
 # anew; accept signed events up to 20 min old (ids are de-duplicated), at most 5 min ahead.
 WINDOW_SECONDS = 300
 PAST_WINDOW_SECONDS = 1200
-HANDLED = frozenset({"meeting.started", "meeting.ended", "participant.joined", "participant.left"})
+HANDLED = frozenset(EVENT_TYPES)
 PROBE = {"test": "test"}
 
 
