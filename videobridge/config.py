@@ -275,21 +275,29 @@ class Variable:
     default: str  # what holds when unset, as the README says it
     meaning: str
     secret: bool = False  # never shown, never logged
+    # what `config check` says when it is unset: ok (the default serves), warn or fail
+    unset: tuple[str, str] = ("ok", "default")
 
 
 VARIABLES: tuple[Variable, ...] = (
     Variable("DAILY_API_KEY", "daily_api_key", _text, "required for `serve`",
-             "Daily API key (bearer auth; also the HS256 secret of meeting tokens)", secret=True),
+             "Daily API key (bearer auth; also the HS256 secret of meeting tokens)", secret=True,
+             unset=("fail", "not set: serve needs it")),
     Variable("DAILY_API_URL", "daily_api_url", _http_url, f"`{DEFAULT_DAILY_API_URL}`", "Daily REST base URL"),
     Variable("DAILY_DOMAIN_ID", "daily_domain_id", _text, "fetched once from `GET {DAILY_API_URL}/`",
-             "Daily domain id for self-signed tokens"),
+             "Daily domain id for self-signed tokens",
+             unset=("ok", "not set: fetched from Daily at start-up")),
     Variable("DAILY_HOOK_HMAC", "daily_hook_hmac", _base64, "webhooks refused with 503 (the poller still ends calls)",
-             "base64 webhook secret", secret=True),
+             "base64 webhook secret", secret=True,
+             unset=("warn", "not set: webhooks refused (503); presence polling alone ends calls")),
     Variable("OC_PUBLIC", "oc_public", _public_key, "required for `serve`",
-             "OpenChat JWT public key, SPKI PEM (P-256)", secret=True),
+             "OpenChat JWT public key, SPKI PEM (P-256)", secret=True,
+             unset=("fail", "not set: serve needs it to verify OpenChat JWTs")),
     Variable("OC_IDENTITY", "oc_identity", _pem_identity, "notifications off (one warning at start-up)",
-             "secp256k1 private key PEM (SEC1 or PKCS#8) of OpenChat's video-call operator", secret=True),
-    Variable("IC_URL", "ic_url", _http_url, "notifications off", "IC boundary node, e.g. `https://icp-api.io`"),
+             "secp256k1 private key PEM (SEC1 or PKCS#8) of OpenChat's video-call operator", secret=True,
+             unset=("warn", "not set: OpenChat is not told about calls")),
+    Variable("IC_URL", "ic_url", _http_url, "notifications off", "IC boundary node, e.g. `https://icp-api.io`",
+             unset=("warn", "not set: OpenChat is not told about calls")),
     Variable("PORT", "port", _port, "`5050`", "listen port (ignored when systemd passes a socket)"),
     Variable("HOST", "host", _text, "`127.0.0.1`", "listen address (ignored when systemd passes a socket)"),
     Variable("VIDEOBRIDGE_STATE", "state_path", _path,
@@ -303,7 +311,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("VIDEOBRIDGE_START_GRACE", "start_grace", _seconds, "`300`",
              "seconds a started call may stay unseen in Daily before it is ended"),
     Variable("VIDEOBRIDGE_ADMIN_TOKEN", "admin_token", _admin_token, "admin endpoints answer 404",
-             "bearer token for the admin endpoints (16+ characters)", secret=True),
+             "bearer token for the admin endpoints (16+ characters)", secret=True,
+             unset=("ok", "not set: admin API off (calls end works on the file when serve is down)")),
     Variable("VIDEOBRIDGE_CORS_ORIGINS", "cors_origins", _origins, "`*`", "comma-separated allowed origins"),
     Variable("VIDEOBRIDGE_LOG_FORMAT", "log_format", _log_format, "`json`, `console` on a terminal",
              "`json` or `console`"),

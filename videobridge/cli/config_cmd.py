@@ -24,9 +24,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(name="config", help="Check the configuration before a deploy.", no_args_is_help=True)
 
-REQUIRED = {"DAILY_API_KEY": "serve needs it", "OC_PUBLIC": "serve needs it to verify OpenChat JWTs"}
-RECOMMENDED = {"OC_IDENTITY": "OpenChat is not told about calls", "IC_URL": "OpenChat is not told about calls",
-               "DAILY_HOOK_HMAC": "webhooks refused (503); presence polling alone ends calls"}
 PREFIXES = ("DAILY_", "OC_", "IC_", "VIDEOBRIDGE_")
 
 
@@ -113,15 +110,10 @@ def inspect_settings(env_file: Path | None) -> tuple[list[Row], Settings]:
 
 
 def _unset(name: str) -> Row:
-    if name in REQUIRED:
-        return Row(name, "fail", f"not set: {REQUIRED[name]}")
-    if name in RECOMMENDED:
-        return Row(name, "warn", f"not set: {RECOMMENDED[name]}")
-    if name == "VIDEOBRIDGE_ADMIN_TOKEN":
-        return Row(name, "ok", "not set: admin API off (calls end works on the file when serve is down)")
-    if name == "DAILY_DOMAIN_ID":
-        return Row(name, "ok", "not set: fetched from Daily at start-up")
-    return Row(name, "ok", "default")
+    from videobridge.config import VARIABLES
+
+    status, detail = next((v.unset for v in VARIABLES if v.name == name), ("ok", "default"))
+    return Row(name, status, detail)
 
 
 def _describe(rows: dict[str, Row], settings: Settings) -> None:
