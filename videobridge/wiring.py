@@ -29,7 +29,7 @@ from videobridge.health import DailyHealth
 from videobridge.metrics import Metrics
 from videobridge.outbox import Outbox, RetryPolicy
 from videobridge.poller import PresencePoller
-from videobridge.state import Store, open_store, summarize
+from videobridge.state import Store, describe_store, open_store, summarize
 from videobridge.webhooks.monitor import WebhookMonitor
 from videobridge.webhooks.signature import WebhookVerifier
 
@@ -122,7 +122,7 @@ async def open_bridge(settings: Settings, *, notifier: Notifier | None = None, m
     """The bridge's services, wired. `workers=False`: no outbox worker, poller, webhook monitor or
     domain resolver, and no resumed room deletes; for a one-shot command on the state file."""
     store = open_store(store_url=settings.store_url, state_path=settings.state_path)
-    await store.aopen()  # first: a held state file is the first thing to report
+    await store.aopen(wait=workers)  # first: a held state file is the first thing to report
     try:
         if not settings.daily_api_key:
             raise ConfigError("DAILY_API_KEY is required but not set (environment, .env or credential)")
@@ -169,7 +169,7 @@ async def open_bridge(settings: Settings, *, notifier: Notifier | None = None, m
         if not minter.self_signing and not await _fetch_domain(daily, minter, deadline=5.0):
             workers_.spawn(_resolve_domain(daily, minter), name="daily-domain")
         calls.resume()
-        log.info("state_loaded", path=str(settings.state_path), calls=len(store.calls), outbox=outbox.depth)
+        log.info("state_loaded", store=describe_store(settings), calls=len(store.calls), outbox=outbox.depth)
     try:
         yield bridge
     finally:

@@ -4,11 +4,15 @@ with its journal, `journal.py`, and snapshots, `snapshot.py`), and the Redis sto
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from videobridge.models import Call, Notification
 from videobridge.state.base import Change, Store, summarize
 
-__all__ = ["Change", "Store", "open_store", "read_calls", "summarize"]
+if TYPE_CHECKING:
+    from videobridge.config import Settings
+
+__all__ = ["Change", "Store", "describe_store", "open_store", "read_calls", "summarize"]
 
 
 def open_store(*, store_url: str | None, state_path: Path) -> Store:
@@ -31,3 +35,12 @@ def read_calls(*, store_url: str | None, state_path: Path) -> tuple[dict[str, Ca
     from videobridge.state.filestore import read_state
 
     return read_state(state_path)
+
+
+def describe_store(settings: Settings) -> str:
+    """The store in use, fit for a log line (a Redis URL without its password)."""
+    if settings.store_url:
+        from videobridge.state.redisstore import redacted
+
+        return redacted(settings.store_url)
+    return str(settings.state_path)

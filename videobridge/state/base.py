@@ -39,8 +39,9 @@ class Store(Protocol):
     @property
     def is_open(self) -> bool: ...
 
-    async def aopen(self) -> None:
-        """Take the store (StateLocked if another process holds it) and load the view."""
+    async def aopen(self, *, wait: bool = False) -> None:
+        """Take the store and load the view; if another process holds it, StateLocked, or with
+        `wait` (a standby daemon, where the store supports it) wait until it is free."""
         ...
 
     async def aclose(self) -> None: ...

@@ -100,8 +100,8 @@ class FileStore:
         self._next_call_id = max(self._call_ids.values(), default=0) + 1
         self._next_seq = max(self.outbox, default=0) + 1
 
-    async def aopen(self) -> None:
-        self.open()
+    async def aopen(self, *, wait: bool = False) -> None:
+        self.open()  # a second process on the same file refuses at once: there is no standby on one disk
 
     def close(self) -> None:
         if self._db is not None:

@@ -100,15 +100,25 @@ class RedisStore:
     def is_open(self) -> bool:
         return self._redis is not None and not self._lost
 
-    async def aopen(self) -> None:
+    async def aopen(self, *, wait: bool = False) -> None:
+        """Take the lease and load the state. `wait`: a standby `serve` waits for the holder's
+        lease to end (it stops renewing when it dies: within the TTL) instead of refusing."""
         client = aioredis.from_url(self.url, decode_responses=True, socket_timeout=5.0,
                                    socket_connect_timeout=5.0, health_check_interval=30)
         try:
-            taken = await client.set(self._keys[0], self._token, nx=True, px=self._ttl_ms)
-            if not taken:
+            told = False
+            while not await client.set(self._keys[0], self._token, nx=True, px=self._ttl_ms):
                 holder = await client.get(self._keys[0])
-                raise StateLocked(f"state store {redacted(self.url)} is in use by another videobridge "
-                                  f"process {holder!r}")
+                if not wait:
+                    raise StateLocked(f"state store {redacted(self.url)} is in use by another videobridge "
+                                      f"process {holder!r}")
+                if not told:
+                    log.info("state_standby", store=redacted(self.url), holder=holder,
+                             reason="another instance holds the store; taking over when its lease ends")
+                    told = True
+                await asyncio.sleep(min(0.5, self._ttl_ms / 4000))  # one SET NX: cheap to ask often
+            if told:
+                log.info("state_takeover", store=redacted(self.url))
             calls = await client.hgetall(self._keys[1])
             outbox = await client.hgetall(self._keys[2])
         except RedisError as exc:
