@@ -1,30 +1,29 @@
 """Shared machinery for the reliability tests and the benchmarks.
 
-- `LoopThread` / `EmulatorThread`: an asyncio loop in a daemon thread (the Daily emulator lives
-  there, so a test or benchmark can count its requests while `serve` runs in another process).
+- `EmulatorThread`: procs' emulator host (the Daily emulator on a loop in a daemon thread, so a test
+  or benchmark can count its requests while `serve` runs in another process), started at once.
 - `Daemon`: `python -m videobridge serve` as a subprocess, logs (JSON, info) to a file, READY
-  seen through a NOTIFY_SOCKET of our own, the port read from the "listening" log line.
+  seen through procs' NotifySocket, the port read from the "listening" log line.
 - principals, signed IC identities and small statistics helpers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import collections
 import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+
+import procs
+from procs import NotifySocket
 
 from videobridge.config import KNOWN
 from videobridge.principal import bytes_to_principal
@@ -59,86 +58,21 @@ def principals(count: int, seed: int | None = None, size: int = 10) -> list[str]
 
 # ---- a loop in a thread -------------------------------------------------------------------------
 
-class LoopThread:
-    def __init__(self, name: str = "rel-loop") -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Awaitable[T], timeout: float = 30.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
-
-    def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
-        async def invoke() -> T:
-            return fn()
-
-        return self.run(invoke(), timeout)
-
-    def close(self) -> None:
-        async def shutdown() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        try:
-            self.run(shutdown(), 10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(5)
-            self.loop.close()
-
-
-class EmulatorThread(LoopThread):
-    """A DailyEmulator served from a loop in a daemon thread."""
+class EmulatorThread(procs.EmulatorThread):
+    """procs' emulator host, started at once, with the reliability suites' API key."""
 
     def __init__(self, api_key: str = API_KEY) -> None:
-        super().__init__("daily-emulator")
-        from videobridge.emulator import DailyEmulator
-
-        self.api_key = api_key
-        self.emulator: Any = self.call(lambda: DailyEmulator(api_key=api_key))
-        self.url: str = self.run(self.emulator.start("127.0.0.1", 0))
+        super().__init__(api_key)
+        self.__enter__()
 
     def requests(self) -> collections.Counter[str]:
-        return self.call(lambda: collections.Counter(self.emulator.requests))
+        return self.run(lambda: collections.Counter(self.emu.requests))  # on the emulator's loop
 
     def close(self) -> None:
-        try:
-            self.run(self.emulator.stop(), 10)
-        finally:
-            super().close()
+        self.__exit__(None, None, None)
 
 
 # ---- the daemon as a subprocess -----------------------------------------------------------------
-
-class NotifySocket:
-    """An abstract AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET."""
-
-    def __init__(self) -> None:
-        self.name = f"videobridge-rel-{uuid.uuid4().hex}"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind("\0" + self.name)
-
-    @property
-    def address(self) -> str:
-        return "@" + self.name
-
-    def wait_for(self, word: str, timeout: float) -> float:
-        """Block until a datagram containing `word` arrives; returns time.monotonic() of arrival."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no {word} within {timeout}s")
-            self.sock.settimeout(left)
-            data = self.sock.recv(4096).decode()
-            if word in data.split("\n"):
-                return time.monotonic()
-
-    def close(self) -> None:
-        self.sock.close()
-
 
 def daemon_env(*, emulator_url: str, oc_public: str, state: Path, api_key: str = API_KEY,
                extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -177,9 +111,8 @@ class Daemon:
         self.ready_seconds = 0.0
 
     def start(self, timeout: float = 30.0) -> Daemon:
-        notify = NotifySocket()
-        try:
-            env = {**self._env, "NOTIFY_SOCKET": notify.address}
+        with NotifySocket() as notify:
+            env = {**self._env, "NOTIFY_SOCKET": notify.path}
             offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             log = open(self.log_path, "ab")
             try:
@@ -189,13 +122,11 @@ class Daemon:
             finally:
                 log.close()
             try:
-                ready_at = notify.wait_for("READY=1", timeout)
-            except (TimeoutError, OSError):
+                ready_at = notify.wait_for("READY=1", timeout=timeout)[0].at
+            except (AssertionError, OSError):
                 self.kill()
                 raise RuntimeError(f"serve did not get ready; log tail:\n{self.log_tail()}") from None
             self.ready_seconds = ready_at - started
-        finally:
-            notify.close()
         self.url = self._listening_url(offset)
         return self
 
