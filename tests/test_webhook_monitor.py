@@ -17,8 +17,9 @@ from conftest import BridgeFactory
 from helpers import HOOK_SECRET, bridge_of
 from prometheus_client.parser import text_string_to_metric_families
 
+from videobridge.daily.protocol import EVENT_TYPES
 from videobridge.emulator import DailyEmulator
-from videobridge.webhooks.ownership import EVENT_TYPES, points_here
+from videobridge.webhooks.ownership import points_here
 
 OURS = base64.b64encode(HOOK_SECRET).decode()
 
