@@ -63,7 +63,7 @@ def test_shell_completion_offers_commands_and_tracked_rooms(workdir: Path) -> No
 
 def test_help_imports_nothing_heavy(workdir: Path) -> None:
     # What keeps `--help` quick on any machine is what it loads, not a stopwatch (timing is in tests/bench).
-    heavy = ("'aiohttp', 'jwt', 'tinydb', 'structlog', 'cryptography', 'icp_agent', 'videobridge.daily', "
+    heavy = ("'aiohttp', 'jwt', 'tinydb', 'structlog', 'cryptography', 'icp_agent', 'redis', 'videobridge.daily.client', "
              "'videobridge.state.filestore'")
     probe = ("import sys, videobridge.cli\n"
              "try:\n    videobridge.cli.app(['--help'], prog_name='videobridge')\nexcept SystemExit:\n    pass\n"
