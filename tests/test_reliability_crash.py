@@ -37,7 +37,7 @@ from videobridge.notifier import END_METHOD, START_METHOD
 from videobridge.state.filestore import read_state
 
 ROUNDS = int(os.environ.get("VIDEOBRIDGE_CRASH_ROUNDS", "22"))
-STARTS_PER_ROUND = 6
+STARTS_PER_ROUND = 12  # enough that ROUNDS acknowledged starts survive a slow, loaded CI box
 ENDS_PER_ROUND = 4
 STARTER = "724ke-xyaaa-aaaan-ayptq-cai"
 
