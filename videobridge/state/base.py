@@ -8,7 +8,8 @@ decisions that must see the latest state read `get_call` while holding `exclusiv
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -59,6 +60,37 @@ class Store(Protocol):
         ...
 
     async def commit(self, change: Change) -> None: ...
+
+
+class HeldView:
+    """What both stores share while one process holds them: the in-memory view is the truth (no
+    one else writes), so reads and sequence numbers cost no I/O."""
+
+    calls: dict[str, Call]
+    outbox: dict[int, Notification]
+    _next_seq: int
+
+    def allocate_seq(self, count: int = 1) -> int:
+        first = self._next_seq
+        self._next_seq += count
+        return first
+
+    async def get_call(self, room: str) -> Call | None:
+        return self.calls.get(room)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, room: str) -> AsyncIterator[None]:
+        yield  # one holder: the call service's own per-room lock is the whole story
+
+    def _apply_view(self, change: Change) -> None:
+        for call in change.put_calls:
+            self.calls[call.room_name] = call
+        for room in change.drop_calls:
+            self.calls.pop(room, None)
+        for note in change.add_notifications:
+            self.outbox[note.seq] = note
+        for seq in change.settle_notifications:
+            self.outbox.pop(seq, None)
 
 
 def summarize(calls: Mapping[str, Call]) -> dict[str, int]:

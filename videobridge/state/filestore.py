@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
@@ -19,7 +19,7 @@ from tinydb import TinyDB
 
 from videobridge.errors import StateError, StateLocked
 from videobridge.models import Call, Notification
-from videobridge.state.base import Change
+from videobridge.state.base import Change, HeldView
 from videobridge.state.journal import Ops, journal_path
 from videobridge.state.snapshot import COMPACT_MIN, JournalStorage
 
@@ -51,7 +51,7 @@ def read_state(path: Path) -> tuple[dict[str, Call], dict[int, Notification]]:
     return calls, outbox
 
 
-class FileStore:
+class FileStore(HeldView):
     """The `Store` on a TinyDB file: the in-memory view is the truth (one process holds the file)."""
 
     def __init__(self, path: Path, *, compact_min: int = COMPACT_MIN) -> None:
@@ -120,18 +120,6 @@ class FileStore:
                 await asyncio.shield(self._writer)
         self.close()
 
-    def allocate_seq(self, count: int = 1) -> int:
-        first = self._next_seq
-        self._next_seq += count
-        return first
-
-    async def get_call(self, room: str) -> Call | None:
-        return self.calls.get(room)  # this process is the only writer: the view is current
-
-    @contextlib.asynccontextmanager
-    async def exclusive(self, room: str) -> AsyncIterator[None]:
-        yield  # one process: the call service's own per-room lock is the whole story
-
     # -- writes ------------------------------------------------------------------------------
     async def commit(self, change: Change) -> None:
         if not change:
@@ -166,16 +154,6 @@ class FileStore:
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
-
-    def _apply_view(self, change: Change) -> None:
-        for call in change.put_calls:
-            self.calls[call.room_name] = call
-        for room in change.drop_calls:
-            self.calls.pop(room, None)
-        for note in change.add_notifications:
-            self.outbox[note.seq] = note
-        for seq in change.settle_notifications:
-            self.outbox.pop(seq, None)
 
     def _write(self, changes: Iterable[Change]) -> tuple[dict[str, int], list[str], int]:
         """Runs in a worker thread; writes only the storage (the id map it reads changes only in

@@ -16,7 +16,6 @@ import contextlib
 import json
 import secrets
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
@@ -25,7 +24,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from videobridge.errors import StateError, StateLocked
 from videobridge.models import Call, Notification
-from videobridge.state.base import Change
+from videobridge.state.base import Change, HeldView
 
 log = structlog.get_logger("videobridge.state")
 
@@ -79,7 +78,7 @@ def _json(doc: dict[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"))
 
 
-class RedisStore:
+class RedisStore(HeldView):
     """The `Store` on Redis. Like the file store, the in-memory view is the truth while we hold
     the lease (nobody else may write), so reads cost no round trip."""
 
@@ -156,18 +155,6 @@ class RedisStore:
                           reason="another process holds the store now; this one no longer writes")
                 return
 
-    def allocate_seq(self, count: int = 1) -> int:
-        first = self._next_seq
-        self._next_seq += count
-        return first
-
-    async def get_call(self, room: str) -> Call | None:
-        return self.calls.get(room)
-
-    @contextlib.asynccontextmanager
-    async def exclusive(self, room: str) -> AsyncIterator[None]:
-        yield  # one holder: the call service's own per-room lock is the whole story
-
     async def commit(self, change: Change) -> None:
         if not change:
             return
@@ -183,14 +170,7 @@ class RedisStore:
         except RedisError as exc:
             raise StateError(f"state store unavailable: {exc}") from None
         self.writes += 1
-        for call in change.put_calls:
-            self.calls[call.room_name] = call
-        for room in change.drop_calls:
-            self.calls.pop(room, None)
-        for note in change.add_notifications:
-            self.outbox[note.seq] = note
-        for seq in change.settle_notifications:
-            self.outbox.pop(seq, None)
+        self._apply_view(change)
 
     async def aclose(self) -> None:
         if self._renewer is not None:
