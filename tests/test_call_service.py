@@ -67,6 +67,8 @@ class FakeRooms:
             raise DailyNotFound(endpoint="DELETE /rooms/:name", status=404)
         return True
 
+    clock_offset: float | None = None
+
     @asynccontextmanager
     async def delete_slot(self) -> AsyncIterator[None]:
         yield None
@@ -186,8 +188,8 @@ async def test_meeting_ended_ends_the_call_of_its_meeting_only(world: Any) -> No
     await start(calls)
     room = room_name(GROUP_CHAT)
     await calls.reconcile({room: 1}, {room: "meeting-1"})
-    assert not calls.on_meeting_ended(room, {"meeting_id": "meeting-0"})  # an earlier meeting's
-    assert calls.on_meeting_ended(room, {"meeting_id": "meeting-1"})
+    assert not await calls.on_meeting_ended(room, {"meeting_id": "meeting-0"})  # an earlier meeting's
+    assert await calls.on_meeting_ended(room, {"meeting_id": "meeting-1"})
     await calls.drain()
     assert room not in store.calls
 

@@ -190,7 +190,7 @@ async def test_a_state_file_from_the_previous_version_loads(tmp_path: Path) -> N
     assert sorted(calls) == ["G0001", "G0002"] and list(outbox) == [4]
     store = FileStore(path)
     store.open()
-    assert store.calls == calls and store.allocate_seq() == 5
+    assert store.calls == calls and await store.allocate_seq() == 5
     await store.commit(Change(put_calls=[call(3)], drop_calls=["G0001"], settle_notifications=[4]))
     store.close()
     reopened = FileStore(path)

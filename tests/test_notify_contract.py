@@ -226,7 +226,7 @@ async def test_the_switch_against_upgraded_canisters_is_refused_not_retried(ic_b
 
 async def queue_decline(client: TestClient, room: str, *, user: str = BOB, lui: str = LOCAL_USER_INDEX) -> None:
     bridge = bridge_of(client)
-    await bridge.store.commit(bridge.outbox.plan_decline(bridge.store.calls[room], user_id=user,
+    await bridge.store.commit(await bridge.outbox.plan_decline(bridge.store.calls[room], user_id=user,
                                                          local_user_index=lui))
     bridge.outbox.wake()
 

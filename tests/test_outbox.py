@@ -152,11 +152,12 @@ async def test_outbox_survives_a_restart(ic_bridge, ic, signer):
     assert [int(c.args["message_id"]) for c in ic.calls] == [int(body["messageId"])]
 
 
-async def test_an_end_whose_start_never_got_out_cancels_both(ic_bridge, ic, signer):
+async def test_an_end_whose_start_never_got_out_cancels_both(ic_bridge, ic, signer, settings):
     ic.go_down()
     # The start's next retry is a minute away, so no attempt is in flight when the end comes (an
     # attempt in flight may reach the IC, and then the end must be sent too).
-    client = await ic_bridge(notify_retry=RetryPolicy(initial=60.0, maximum=60.0))
+    wait = 1.0 if settings.store_url else 60.0  # shared: the start goes anyway (below)
+    client = await ic_bridge(notify_retry=RetryPolicy(initial=wait, maximum=wait))
     await get_token(client, start_token(signer))
     deadline = time.monotonic() + 10
     while True:  # the first attempt was refused at connect
@@ -170,4 +171,9 @@ async def test_an_end_whose_start_never_got_out_cancels_both(ic_bridge, ic, sign
     ic.heal()
     await settled(client)
     await asyncio.sleep(0.3)
+    if settings.store_url:
+        # shared: the instance that ends may not be the one delivering, so it cannot know the
+        # start never got out; both go, in order
+        assert [c.method for c in ic.calls] == ["start_video_call_v2", "end_video_call_v2"]
+        return
     assert not ic.calls, "OpenChat never heard of the call, so it must not hear that it ended"

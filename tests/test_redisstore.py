@@ -1,5 +1,6 @@
 """The Redis store against a real redis-server (AOF, appendfsync always): what it commits
-survives a reopen and a Redis restart, one process holds it, a lost lease stops its writes."""
+survives a reopen and a Redis restart; instances share it, a room is locked across them, one
+leads at a time, and a holder that lost its lock or lease cannot write."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import pytest
 from redis_support import RedisServer
 from test_store import call, note
 
-from videobridge.errors import StateError, StateLocked
+from videobridge.errors import StateError
 from videobridge.models import CallState
 from videobridge.state import Change, open_store
 from videobridge.state.redisstore import RedisStore, redacted
 
 
-async def opened(url: str, **kw: float) -> RedisStore:
+async def opened(url: str, **kw: float) -> RedisStore:  # an instance's view of the store
     store = RedisStore(url, **kw)
     await store.aopen()
     return store
@@ -33,48 +34,143 @@ async def test_commits_survive_a_reopen(redis_url):
     try:
         assert list(again.calls) == ["G0001"] and again.calls["G0001"].state is CallState.LIVE
         assert again.calls["G0001"].message_id == first.message_id  # a u64 survives
-        assert list(again.outbox) == [1] and again.allocate_seq() == 2
+        assert list(again.outbox) == [1]
+        assert await again.allocate_seq() == 3  # never a number used before, settled or not
         assert await again.get_call("G0001") == again.calls["G0001"]
     finally:
         await again.aclose()
 
 
-async def test_one_process_holds_the_store(redis_url):
-    store = await opened(redis_url)
-    with pytest.raises(StateLocked, match="in use by another videobridge process"):
-        await opened(redis_url)
-    await store.aclose()
-    successor = await opened(redis_url)  # released on close: the next one gets it
-    assert successor.is_open
-    await successor.aclose()
+async def test_instances_share_the_store(redis_url):
+    one, two = await opened(redis_url), await opened(redis_url)
+    try:
+        await one.commit(Change(put_calls=[call(3)], add_notifications=[note(await one.allocate_seq(), 3)]))
+        seen = await two.get_call("G0003")  # one round trip, no refresh needed
+        assert seen is not None and seen.message_id == call(3).message_id
+        firsts = [await one.allocate_seq(2), await two.allocate_seq(2), await one.allocate_seq(2)]
+        assert len({first + k for first in firsts for k in (0, 1)}) == 6  # no number given twice
+        await two.refresh()
+        assert list(two.calls) == ["G0003"] and list(two.outbox) == [1]
+        await two.commit(Change(drop_calls=["G0003"], settle_notifications=[1]))
+        assert await one.get_call("G0003") is None
+        await one.refresh()
+        assert not one.calls and not one.outbox
+    finally:
+        await one.aclose()
+        await two.aclose()
 
 
-async def test_a_lost_lease_stops_every_write(redis_url):
-    store = await opened(redis_url)
-    import redis.asyncio as aioredis
+async def test_a_room_is_locked_across_instances_and_a_late_holder_is_fenced(redis_url):
+    one, two = await opened(redis_url), await opened(redis_url)
+    order: list[str] = []
+    try:
+        async def hold(store: RedisStore, name: str, pause: float) -> None:
+            async with store.exclusive("G0004"):
+                order.append(name + " in")
+                await asyncio.sleep(pause)
+                order.append(name + " out")
 
-    other = aioredis.from_url(redis_url, decode_responses=True)
-    await other.set("videobridge:holder", "someone-else")  # another process took over
-    with pytest.raises(StateError, match="lease lost"):
-        await store.commit(Change(put_calls=[call(3)]))
-    assert await other.hlen("videobridge:calls") == 0 and not store.calls and not store.is_open
-    await other.aclose()
-    await store.aclose()
+        first = asyncio.create_task(hold(one, "one", 0.3))
+        await asyncio.sleep(0.05)
+        await hold(two, "two", 0)
+        await first
+        assert order == ["one in", "one out", "two in", "two out"]
+
+        one.rooms._ttl_ms = 200  # a holder paused past its lock's TTL
+        async with one.exclusive("G0005"):
+            await asyncio.sleep(0.4)
+            async with two.exclusive("G0005"):  # free again: the lock expired
+                await two.commit(Change(put_calls=[call(5, CallState.LIVE)]))
+            with pytest.raises(StateError, match="no longer holds lock:G0005"):
+                await one.commit(Change(put_calls=[call(5)]))
+        assert (await two.get_call("G0005")).state is CallState.LIVE  # the late write never landed
+    finally:
+        await one.aclose()
+        await two.aclose()
 
 
-async def test_the_lease_is_renewed_and_expires_when_the_holder_dies(redis_url):
+async def test_one_leader_at_a_time_and_a_successor_within_the_ttl(redis_url):
+    one, two = await opened(redis_url, lease_ttl=0.6), await opened(redis_url, lease_ttl=0.6)
+    running: list[str] = []
+    changes: list[tuple[str, bool]] = []
+
+    def work(name: str):
+        async def run() -> None:
+            running.append(name)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                running.remove(name)
+        return run
+
+    tasks = [asyncio.create_task(s.lead(work(n), on_change=lambda up, n=n: changes.append((n, up))))
+             for s, n in ((one, "one"), (two, "two"))]
+    try:
+        await asyncio.sleep(1.5)  # several TTLs: the leader renews, the other waits
+        assert len(running) == 1
+        leader = running[0]
+        lead_store, other = (one, two) if leader == "one" else (two, one)
+        token = lead_store.leader.token
+        assert token is not None
+        # the leader freezes: its lease runs out and the other takes over within the TTL
+        tasks[0 if leader == "one" else 1].cancel()
+        await asyncio.sleep(0.6)
+        other_name = "two" if leader == "one" else "one"
+        assert running == [other_name]  # a stopped leader hands over at once
+        # the old leader's token no longer writes
+        from videobridge.state.redislease import leading
+
+        leading.set(token)
+        with pytest.raises(StateError, match="no longer holds leader"):
+            await lead_store.commit(Change(settle_notifications=[1]))
+        leading.set(None)
+        assert (leader, True) in changes and (other_name, True) in changes
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await one.aclose()
+        await two.aclose()
+
+
+async def test_a_lost_lease_stops_the_leaders_work(redis_url):
     store = await opened(redis_url, lease_ttl=0.6)
-    await asyncio.sleep(1.5)  # several TTLs: the renewer keeps it
-    await store.commit(Change(put_calls=[call(4)]))
-    assert store._renewer is not None
-    store._renewer.cancel()  # as if the process froze
-    await asyncio.sleep(0.9)
-    successor = await opened(redis_url)  # the lease ran out
-    assert list(successor.calls) == ["G0004"]
-    with pytest.raises(StateError):
-        await store.commit(Change(put_calls=[call(5)]))  # the old holder is fenced off
-    await successor.aclose()
-    await store.aclose()
+    stopped = asyncio.Event()
+    changes: list[bool] = []
+
+    async def work() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+
+    task = asyncio.create_task(store.lead(work, on_change=changes.append))
+    try:
+        await asyncio.sleep(0.3)
+        assert changes == [True]
+        import redis.asyncio as aioredis
+
+        other = aioredis.from_url(redis_url, decode_responses=True)
+        await other.set("videobridge:leader", "someone-else", px=60_000)  # another took over
+        await asyncio.wait_for(stopped.wait(), 1.0)  # noticed at the next renewal
+        await asyncio.sleep(0.1)
+        assert changes == [True, False]
+        await other.aclose()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.aclose()
+
+
+async def test_webhook_ids_are_seen_once_across_instances(redis_url):
+    one, two = await opened(redis_url), await opened(redis_url)
+    try:
+        assert await one.first_sighting("webhook:evt-1", 60)
+        assert not await two.first_sighting("webhook:evt-1", 60)
+        assert await two.first_sighting("webhook:evt-2", 60)
+    finally:
+        await one.aclose()
+        await two.aclose()
 
 
 async def test_redis_restart_loses_nothing_committed_and_needs_no_reopen(redis_server: RedisServer, redis_url):
@@ -123,7 +219,7 @@ async def test_cli_listings_read_the_redis_store(redis_url, tmp_path):
     from videobridge.state import read_calls
 
     calls, outbox = await asyncio.to_thread(read_calls, store_url=redis_url, state_path=tmp_path / "none.json")
-    assert list(calls) == ["G0011"] and list(outbox) == [1]  # while the daemon holds it
+    assert list(calls) == ["G0011"] and list(outbox) == [1]  # while an instance runs on it
     await store.aclose()
     from videobridge.cli.config_cmd import state_check
     from videobridge.config import load_settings
@@ -159,9 +255,14 @@ async def test_state_migrate_both_ways_and_its_refusals(redis_url, tmp_path):
     on_redis = await opened(redis_url)
     assert sorted(on_redis.calls) == ["G0020", "G0021"] and list(on_redis.outbox) == [1, 2]
     assert on_redis.calls["G0021"] == read_state(path)[0]["G0021"]
+    leading = asyncio.Event()
+    instance = asyncio.create_task(on_redis.lead(asyncio.Event().wait, on_change=lambda up: leading.set()))
+    await asyncio.wait_for(leading.wait(), 5)  # an instance runs on the Redis side
     code, _, err = await asyncio.to_thread(cli, "state", "migrate", "--from", redis_url, "--to",
                                            str(tmp_path / "back.json"), cwd=tmp_path)
-    assert code != 0 and "in use by another videobridge process" in err  # a daemon holds the Redis side
+    assert code != 0 and "in use by videobridge instance" in err and "Traceback" not in err
+    instance.cancel()
+    await asyncio.gather(instance, return_exceptions=True)
     await on_redis.aclose()
 
     code, _, err = await asyncio.to_thread(cli, "state", "migrate", "--from", redis_url, "--to", str(path), cwd=tmp_path)

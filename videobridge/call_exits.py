@@ -50,8 +50,8 @@ class CallMemo:
     concurrent or later request for the same key shares its outcome. A new call in the room
     starts empty; ended calls' entries are dropped once there are many."""
 
-    def __init__(self, calls: Mapping[str, Call], *, keep: int = MEMO_KEPT) -> None:
-        self._calls = calls
+    def __init__(self, calls: Callable[[], Mapping[str, Call]], *, keep: int = MEMO_KEPT) -> None:
+        self._calls = calls  # the store's view (a shared store replaces it on every reload)
         self._keep = keep
         self._done: dict[str, tuple[int, dict[str, asyncio.Future[None]]]] = {}
 
@@ -59,8 +59,9 @@ class CallMemo:
         entry = self._done.get(call.room_name)
         if entry is None or entry[0] != call.message_id:
             if len(self._done) >= self._keep:
+                calls = self._calls()
                 for gone in [r for r, (mid, _) in self._done.items()
-                             if r not in self._calls or self._calls[r].message_id != mid]:
+                             if r not in calls or calls[r].message_id != mid]:
                     del self._done[gone]
             entry = self._done[call.room_name] = (call.message_id, {})
         return entry[1]
@@ -101,14 +102,14 @@ class CallExits:
         self._outbox = outbox
         self._presence = presence
         self._end_call = end_call
-        self._declined = CallMemo(store.calls)  # users whose decline is queued (or being queued)
+        self._declined = CallMemo(lambda: store.calls)  # users whose decline is queued (or being queued)
         # Sessions ejected (or being ejected): Daily's presence shows them for up to 15 s more,
         # so they no longer count as in the room, and a retried leave must not eject again.
-        self._ejected = CallMemo(store.calls)
+        self._ejected = CallMemo(lambda: store.calls)
         self.presence_lists_hidden = False  # learnt once presence shows a Broadcast viewer
 
-    def _tracked(self, room: str) -> Call:
-        call = self._store.calls.get(room)
+    async def _tracked(self, room: str) -> Call:
+        call = await self._store.get_call(room)
         if call is None or call.state is CallState.ENDING:
             raise NoCallInProgress()
         return call
@@ -122,7 +123,7 @@ class CallExits:
     # -- end_meeting -----------------------------------------------------------------------
     async def request_end(self, claims: VideoCallClaims) -> EndAnswer:
         room = room_name(claims.chat)
-        call = self._store.calls.get(room)
+        call = await self._store.get_call(room)
         if call is None or call.state is CallState.ENDING:
             return EndAnswer(room, KeptBecause.NO_CALL)
         try:
@@ -162,7 +163,7 @@ class CallExits:
     async def decline(self, claims: VideoCallClaims) -> DeclineOutcome:
         """"ended" (direct chat: the call is over) or "declined" (group/channel: the call goes on)."""
         room = room_name(claims.chat)
-        call = self._tracked(room)
+        call = await self._tracked(room)
         if claims.message_id is not None and claims.message_id != call.message_id:
             raise Conflict("this decline is for another call in this chat")
         direct = isinstance(call.chat, DirectChat)
@@ -183,13 +184,14 @@ class CallExits:
         assert claims.local_user_index is not None
         # No room lock: concurrent declines share one durable write (the store group-commits), and
         # a decline racing an end is harmless (the local user index only dismisses a ring).
-        current = self._store.calls.get(room)
+        current = await self._store.get_call(room)
         if current is None or current.message_id != call.message_id or current.state is CallState.ENDING:
             raise NoCallInProgress()
         lui = claims.local_user_index
 
         async def queue() -> None:
-            await self._store.commit(self._outbox.plan_decline(call, user_id=claims.user_id, local_user_index=lui))
+            change = await self._outbox.plan_decline(call, user_id=claims.user_id, local_user_index=lui)
+            await self._store.commit(change)
             self._outbox.wake()
             log.info("call_declined", room=room, message_id=str(call.message_id), chat_kind=call.chat.kind.value)
 
@@ -201,7 +203,7 @@ class CallExits:
     async def leave(self, claims: VideoCallClaims, session_id: str | None) -> None:
         """Eject the user's session (`session_id`, or their only one) from the room."""
         room = room_name(claims.chat)
-        call = self._tracked(room)
+        call = await self._tracked(room)
         try:
             present = sessions_of(await self._people(call), claims.user_id)
         except DailyError as exc:

@@ -10,6 +10,11 @@ from videobridge.daily.tokens import TokenGrant
 
 
 class Rooms(Protocol):
+    @property
+    def clock_offset(self) -> float | None:
+        """Daily's wall clock minus ours, as far as Daily's answers have told it (None: not yet)."""
+        ...
+
     async def create_room(self, name: str, *, privacy: str = ..., properties: Mapping[str, Any],
                           deadline: float | None = None) -> Any: ...
     async def update_room(self, name: str, *, properties: Mapping[str, Any], privacy: str | None = None,

@@ -7,11 +7,11 @@ an asyncio lock so simultaneous starts create one room and one message id.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import nullcontext
 from typing import Any
 
 import structlog
@@ -72,11 +72,6 @@ class CallService:
                                 end_call=self.end_call)
         self.meetings = MeetingBook()
 
-    def _clock_offset(self) -> float | None:
-        """Daily's wall clock minus ours, as far as Daily's answers have told it."""
-        offset = getattr(self._rooms, "clock_offset", None)
-        return float(offset) if isinstance(offset, (int, float)) else None
-
     @contextlib.asynccontextmanager
     async def _hold(self, room: str) -> AsyncIterator[None]:
         """The room's lock: this process's first (waiters queue here), then the store's (other
@@ -87,6 +82,10 @@ class CallService:
     @property
     def calls(self) -> Mapping[str, Call]:
         return self._store.calls
+
+    async def refresh_view(self) -> None:
+        """Reload `calls` where other instances change the store too (the poller, before a poll)."""
+        await self._store.refresh(outbox=False)
 
     # -- start and join ----------------------------------------------------------------------
     async def access(self, claims: VideoCallClaims, initiator: Initiator) -> AccessGrant:
@@ -107,7 +106,7 @@ class CallService:
         now = self._clock()
         exp = int(now) + room_lifetime(claims.is_diamond)
         # nbf in Daily's clock when it runs behind ours: the room must open at once
-        nbf = int(now + min(0.0, self._clock_offset() or 0.0))
+        nbf = int(now + min(0.0, self._rooms.clock_offset or 0.0))
         previous = await self._store.get_call(room)
         try:
             reused = await open_room(self._rooms, room, claims.call_type, nbf=nbf, exp=exp,
@@ -120,7 +119,7 @@ class CallService:
                     call_type=claims.call_type, started_by=claims.user_id, initiator=initiator,
                     is_diamond=claims.is_diamond, state=CallState.STARTING, created_at=now,
                     room_exp=exp)
-        await self._store.commit(Change(put_calls=[call], add_notifications=self._outbox.plan_start(call)))
+        await self._store.commit(Change(put_calls=[call], add_notifications=await self._outbox.plan_start(call)))
         self._outbox.wake()
         self._empty_polls.pop(room, None)
         if self._observer:
@@ -165,7 +164,7 @@ class CallService:
                 return False
             self.meetings.call_ended(call)
             if call.state is not CallState.ENDING:
-                change = self._outbox.plan_end(call)
+                change = await self._outbox.plan_end(call)
                 change.put_calls.append(call.evolve(state=CallState.ENDING))
                 await self._store.commit(change)
                 self._outbox.wake()
@@ -181,8 +180,8 @@ class CallService:
             await self.remove_room(room, call.message_id)
         return True
 
-    def _still_ending(self, room: str, message_id: int) -> bool:
-        call = self._store.calls.get(room)
+    async def _still_ending(self, room: str, message_id: int) -> bool:
+        call = await self._store.get_call(room)
         return call is not None and call.message_id == message_id and call.state is CallState.ENDING
 
     async def remove_room(self, room: str, message_id: int) -> bool:
@@ -191,10 +190,9 @@ class CallService:
         The wait for Daily's delete limit (2/s, 50 per 30 s: minutes after a mass end) happens
         before the room's lock is taken, so a new call in the same room is not held up by it.
         """
-        if not self._still_ending(room, message_id):
+        if not await self._still_ending(room, message_id):
             return True
-        slots = getattr(self._rooms, "delete_slot", None)
-        async with (slots() if slots is not None else nullcontext(None)) as slot, self._hold(room):
+        async with self._rooms.delete_slot() as slot, self._hold(room):
             current = await self._store.get_call(room)
             if current is None or current.message_id != message_id or current.state is not CallState.ENDING:
                 return True  # already gone, or a new call owns the room now
@@ -212,12 +210,16 @@ class CallService:
         """End in the background (webhooks and the poller must not wait for Daily)."""
         self._spawn(("end", room, message_id), self.end_call(room, reason, message_id=message_id))
 
-    def on_meeting_ended(self, room: str, payload: Mapping[str, Any]) -> bool:
+    def meeting_ended_soon(self, room: str, payload: Mapping[str, Any]) -> None:
+        """`meeting.ended`: handled after the webhook's answer."""
+        self._background.spawn(self.on_meeting_ended(room, payload), name=f"ended-{room}")
+
+    async def on_meeting_ended(self, room: str, payload: Mapping[str, Any]) -> bool:
         """`meeting.ended`: Daily sends it up to ~20 s late, so check it is about this call."""
-        call = self._store.calls.get(room)
+        call = await self._store.get_call(room)
         if call is None:
             return False
-        if not self.meetings.belongs(call, payload, clock_offset=self._clock_offset()):
+        if not self.meetings.belongs(call, payload, clock_offset=self._rooms.clock_offset):
             log.info("meeting_ended_ignored", room=room, reason="event is about another meeting")
             return False
         self.end_soon(room, "meeting.ended", call.message_id)
@@ -253,7 +255,7 @@ class CallService:
         """A webhook saw the call in Daily (`meeting.started` names its meeting)."""
         if meeting_id is not None and self.meetings.is_past(meeting_id):
             meeting_id = None  # a retried meeting.started of an earlier call's meeting
-        call = self._store.calls.get(room)
+        call = await self._store.get_call(room)
         self._empty_polls.pop(room, None)
         if call is None or call.state is CallState.ENDING or self._seen(call, meeting_id, 0.0) is None:
             return
@@ -299,7 +301,10 @@ class CallService:
                     self.end_soon(room, "empty", call.message_id)
             elif now - call.created_at > self._start_grace:
                 self.end_soon(room, "never_joined", call.message_id)
-        if went_live:
+        if went_live and self._store.shared:
+            # other instances write these rooms too: each change under its room's lock
+            await asyncio.gather(*(self.mark_live(c.room_name, meetings.get(c.room_name)) for c in went_live))
+        elif went_live:
             # No await between the lock check above and this submission, so no change for these
             # rooms is pending ahead of it; one write for the whole poll.
             await self._store.commit(Change(put_calls=went_live))

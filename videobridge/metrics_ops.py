@@ -2,7 +2,8 @@
 
 Part of `Metrics` (same registry, same `videobridge_` prefix). Every series exists from the first
 scrape with a value (0 included), so `contrib/prometheus/videobridge-rules.yml` can rely on it:
-- `_ready` mirrors GET /readyz (1 ready, 0 not);
+- `_ready` mirrors GET /readyz (1 ready, 0 not); `_leader` is 1 on the instance running the
+  poller and the outbox (always, on the file store);
 - `_webhook_state{state}` is 1 for the state the last check saw (ACTIVE, FAILED, ... or `unknown`
   before the first check, `missing` with none registered, `disabled` without DAILY_HOOK_HMAC);
 - `_calls_starting_oldest_age_seconds` against `_start_grace_seconds` finds starts nobody ends;
@@ -31,6 +32,7 @@ class _OpsGauges:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.ready: Callable[[], bool] | None = None
+        self.leading: Callable[[], bool] | None = None
         self.webhook: Callable[[], tuple[str, int]] | None = None  # (state, failedCount)
         self.calls: Callable[[], Mapping[str, Call]] | None = None
         self.start_grace: float = 0.0
@@ -40,8 +42,9 @@ class _OpsGauges:
         return iter(self._families())
 
     def collect(self) -> Iterator[Metric]:
-        ready, hook_state, hook_failed, by_type, starting_age, grace = self._families()
+        ready, leader, hook_state, hook_failed, by_type, starting_age, grace = self._families()
         ready.add_metric([], 1.0 if _safe(self.ready, False) else 0.0)
+        leader.add_metric([], 1.0 if _safe(self.leading, False) else 0.0)
         state, failed = _safe(self.webhook, ("unknown", 0))
         states = dict.fromkeys(WEBHOOK_STATES, 0)
         states[state if state in states else OTHER] = 1
@@ -59,12 +62,13 @@ class _OpsGauges:
             by_type.add_metric([call_type], count)
         starting_age.add_metric([], 0.0 if oldest is None else max(0.0, self.clock() - oldest))
         grace.add_metric([], self.start_grace)
-        return iter((ready, hook_state, hook_failed, by_type, starting_age, grace))
+        return iter((ready, leader, hook_state, hook_failed, by_type, starting_age, grace))
 
     def _families(self) -> tuple[GaugeMetricFamily, ...]:
         p = self.prefix
         return (
             GaugeMetricFamily(f"{p}_ready", "1 when GET /readyz answers ready, else 0."),
+            GaugeMetricFamily(f"{p}_leader", "1 while this instance runs the presence poller and the outbox."),
             GaugeMetricFamily(f"{p}_webhook_state", "1 for the Daily webhook state the last check saw.",
                               labels=["state"]),
             GaugeMetricFamily(f"{p}_webhook_failed_count", "Daily's failedCount for the webhook at the last check."),
@@ -103,9 +107,10 @@ class OpsMetrics:
 
     def set_sources(self, *, ready: Callable[[], bool], webhook: Callable[[], tuple[str, int]],
                     calls: Callable[[], Mapping[str, Call]], start_grace: float,
-                    clock: Callable[[], float] = time.time) -> None:
+                    clock: Callable[[], float] = time.time, leading: Callable[[], bool] | None = None) -> None:
         g = self._gauges
         g.ready, g.webhook, g.calls, g.start_grace, g.clock = ready, webhook, calls, start_grace, clock
+        g.leading = leading
 
     # WebhookObserver
     def webhook_checked(self, outcome: str) -> None:

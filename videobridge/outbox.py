@@ -18,6 +18,7 @@ import structlog
 
 from videobridge.background import BackgroundTasks
 from videobridge.backoff import Backoff
+from videobridge.errors import StateError
 from videobridge.events import EventSink
 from videobridge.models import Call, Notification, NotificationKind
 from videobridge.notifier.candid import Success
@@ -32,6 +33,7 @@ class OutboxObserver(Protocol):
     def notification_done(self, kind: str, outcome: str) -> None: ...
 
 
+SHARED_POLL = 0.5  # seconds: how soon the leader sees what another instance queued
 RetryPolicy = Backoff  # the outbox's name for it (settings and tests pass one in)
 DEFAULT_RETRY = Backoff()
 
@@ -75,6 +77,7 @@ class Outbox:
         self._attempts: dict[int, int] = {}  # seq -> failed attempts (memory only: restarts retry at once)
         self._not_before: dict[int, float] = {}
         self._deliveries = BackgroundTasks("outbox")
+        self._reloaded_at = -SHARED_POLL  # monotonic: the last reload of a shared store's outbox
         # Starts this process queued that have surely not reached the IC (never attempted, or
         # every attempt failed to connect). Only those may be cancelled by an end; a start
         # loaded from disk may have been sent by the previous process.
@@ -86,12 +89,13 @@ class Outbox:
         self.failures = 0  # failed attempts since the last answer from the IC
 
     # -- planning (called by the call service, inside its per-room lock) -----------------------
-    def plan_start(self, call: Call) -> list[Notification]:
-        notes = plan_start(call, first_seq=self._store.allocate_seq(2), now=self._clock())
-        self._unsent.update(n.seq for n in notes)
+    async def plan_start(self, call: Call) -> list[Notification]:
+        notes = plan_start(call, first_seq=await self._store.allocate_seq(2), now=self._clock())
+        if not self._store.shared:  # on a shared store another instance (the leader) delivers it
+            self._unsent.update(n.seq for n in notes)
         return notes
 
-    def plan_end(self, call: Call) -> Change:
+    async def plan_end(self, call: Call) -> Change:
         """End notifications for a call; if its start never got out, cancel both instead.
 
         Declines queued behind that start are cancelled with it: OpenChat never heard of the call.
@@ -110,13 +114,13 @@ class Outbox:
                      declines=len(declines), reason="call ended before its start reached OpenChat")
             self._unsent.difference_update(pending_start)
             return Change(settle_notifications=pending_start + declines)
-        notes = plan_end(call, first_seq=self._store.allocate_seq(2), now=self._clock())
+        notes = plan_end(call, first_seq=await self._store.allocate_seq(2), now=self._clock())
         return Change(add_notifications=notes)
 
-    def plan_decline(self, call: Call, *, user_id: str, local_user_index: str) -> Change:
+    async def plan_decline(self, call: Call, *, user_id: str, local_user_index: str) -> Change:
         """A declined ring in a group or channel: queued behind the call's start, never cancels it."""
         notes = plan_decline(call, user_id=user_id, local_user_index=local_user_index,
-                             first_seq=self._store.allocate_seq(1), now=self._clock())
+                             first_seq=await self._store.allocate_seq(1), now=self._clock())
         return Change(add_notifications=notes)
 
     def wake(self) -> None:
@@ -149,11 +153,13 @@ class Outbox:
         return due, next_at
 
     async def run(self) -> None:
+        await self._reload()  # a new leader: what the store holds now
         if self._store.outbox:
             log.info("outbox_resumed", depth=self.depth)
         try:
             while True:
                 self._wake.clear()
+                await self._reload()
                 due, next_at = self._due(self._clock())
                 for note in due[: max(0, self._concurrency - len(self._in_flight))]:
                     self._in_flight.add(note.message_id)
@@ -162,10 +168,18 @@ class Outbox:
                     self._unsent.discard(note.seq)
                     self._deliveries.spawn(self._deliver(note, unsent), name=f"notify-{note.seq}")
                 timeout = None if next_at is None else max(0.0, next_at - self._clock())
+                if self._store.shared:  # other instances queue notifications too: look again soon
+                    timeout = SHARED_POLL if timeout is None else min(timeout, SHARED_POLL)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
             await self._deliveries.aclose()
+
+    async def _reload(self) -> None:
+        if self._store.shared and time.monotonic() - self._reloaded_at >= SHARED_POLL:
+            self._reloaded_at = time.monotonic()
+            with contextlib.suppress(StateError):  # Redis away: deliver what we know, retry next round
+                await self._store.refresh(calls=False)
 
     async def _deliver(self, note: Notification, unsent: bool) -> None:
         # whichever version queued it, send the shape the canisters take now (and the switch asks for)
@@ -203,6 +217,11 @@ class Outbox:
             self._record("notification_settled", note, f"{note.kind.value}: {label}")
             level = log.info if settled in (Settled.SUCCESS, Settled.SKIPPED) else log.warning
             level("notification_settled", outcome=label, **extra, **fields)
+        except StateError as exc:  # delivered, but not recorded: it goes again (at least once)
+            delay = self._retry.delay(self._attempts.get(note.seq, 1))
+            log.warning("notification_unrecorded", error=str(exc)[:200], retry_in=round(delay, 2), **fields)
+            self.last_error = (self._clock(), f"state store: {str(exc)[:180]}")
+            self._not_before[note.seq] = self._clock() + delay
         except Exception:
             log.exception("notification_failed", **fields)
             self.last_error = (self._clock(), "internal error (see the log: notification_failed)")

@@ -7,6 +7,7 @@ errors without ever leaving the loop; reports its health to the systemd watchdog
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ import structlog
 from videobridge.backoff import Backoff
 from videobridge.calls import CallService
 from videobridge.daily.errors import DailyError
+from videobridge.errors import StateError
 
 log = structlog.get_logger("videobridge.poller")
 
@@ -81,6 +83,8 @@ class PresencePoller:
 
     async def run(self) -> None:
         while True:
+            with contextlib.suppress(StateError):  # the store away: poll what we know
+                await self._calls.refresh_view()
             if self._calls.calls:
                 try:
                     await self.poll_once()

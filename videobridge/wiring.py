@@ -56,6 +56,7 @@ class Bridge:
     events: EventLog = field(default_factory=EventLog)
     webhook: WebhookMonitor | None = None
     started_at: float = field(default_factory=time.time)
+    leading: bool = False  # runs the poller and the outbox worker (on a shared store: holds the lease)
 
     @property
     def verifier(self) -> JwtVerifier:
@@ -65,7 +66,7 @@ class Bridge:
 
     def readiness(self) -> dict[str, bool]:
         """GET /readyz's checks (also the videobridge_ready series)."""
-        return {"state": self.store.is_open, "daily": self.health.reachable(), "poller": self.poller.healthy()}
+        return {self.store.kind: self.store.is_open, "daily": self.health.reachable(), "poller": self.poller.healthy()}
 
 
 MAINNET_HOSTS = ("icp-api.io", "ic0.app", "icp0.io")
@@ -114,6 +115,23 @@ async def _resolve_domain(daily: DailyClient, minter: TokenMinter) -> None:
         await asyncio.sleep(DOMAIN_RETRY_SECONDS)
 
 
+async def _lead(bridge: Bridge) -> None:
+    """What only one instance does at a time: deliver notifications and poll presence."""
+    bridge.leading = True
+    try:
+        bridge.calls.resume()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(bridge.outbox.run(), name="outbox")
+            group.create_task(bridge.poller.run(), name="poller")
+    finally:
+        bridge.leading = False
+
+
+def _leader_changed(bridge: Bridge, leading: bool) -> None:
+    bridge.metrics.ops.leader_changed()
+    bridge.leading = leading
+
+
 @contextlib.asynccontextmanager
 async def open_bridge(settings: Settings, *, notifier: Notifier | None = None, metrics: Metrics | None = None,
                       workers: bool = True, daily_deadline: float | None = None,
@@ -155,20 +173,20 @@ async def open_bridge(settings: Settings, *, notifier: Notifier | None = None, m
                     events=events, webhook=monitor)
     metrics.ops.set_sources(ready=lambda: all(bridge.readiness().values()),
                             webhook=lambda: (monitor.status.state, monitor.status.failed_count),
-                            calls=lambda: store.calls, start_grace=settings.start_grace, clock=clock)
+                            calls=lambda: store.calls, start_grace=settings.start_grace, clock=clock,
+                            leading=lambda: bridge.leading)
     metrics.set_state_source(lambda: summarize(store.calls), outbox_depth=lambda: outbox.depth,
                              outbox_age=outbox.oldest_age, poll_age=poller.seconds_since_success)
     workers_ = BackgroundTasks("bridge")
     if workers:
         if not settings.daily_hook_hmac:
             log.warning("webhooks_disabled", reason="DAILY_HOOK_HMAC is not set; the poller alone ends calls")
-        workers_.spawn(outbox.run(), name="outbox")
-        workers_.spawn(poller.run(), name="poller")
+        workers_.spawn(store.lead(lambda: _lead(bridge), on_change=lambda leading: _leader_changed(bridge, leading)),
+                       name="leader")
         if monitor.enabled:
             workers_.spawn(monitor.run(), name="webhook-monitor")
         if not minter.self_signing and not await _fetch_domain(daily, minter, deadline=5.0):
             workers_.spawn(_resolve_domain(daily, minter), name="daily-domain")
-        calls.resume()
         log.info("state_loaded", store=describe_store(settings), calls=len(store.calls), outbox=outbox.depth)
     try:
         yield bridge

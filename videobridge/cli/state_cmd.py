@@ -1,7 +1,7 @@
 """`videobridge state migrate`: move calls and the outbox between the state file and Redis.
 
-Both sides are opened as a daemon opens them (the file's lock, Redis' lease), so the command
-refuses while a `serve` holds either; the destination must be empty, and the source is left as
+Both sides are opened for sole use (the file's lock; on Redis, the leader lease), so the command
+refuses while a `serve` runs on either; the destination must be empty, and the source is left as
 it was (delete it yourself once the bridge runs on the new store).
 """
 
@@ -34,7 +34,7 @@ async def migrate_state(source: str, target: str) -> tuple[int, int]:
 
     def store_of(where: str) -> Store:
         redis = where.startswith(("redis://", "rediss://"))
-        return open_store(store_url=where if redis else None, state_path=Path(where))
+        return open_store(store_url=where if redis else None, state_path=Path(where), sole=True)
 
     src, dst = store_of(source), store_of(target)
     await src.aopen()  # StateLocked while a daemon holds it

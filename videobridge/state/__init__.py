@@ -15,12 +15,14 @@ if TYPE_CHECKING:
 __all__ = ["Change", "Store", "describe_store", "open_store", "read_calls", "summarize"]
 
 
-def open_store(*, store_url: str | None, state_path: Path) -> Store:
-    """The store `VIDEOBRIDGE_STORE` names: a `redis://`/`rediss://` URL, else the state file."""
+def open_store(*, store_url: str | None, state_path: Path, sole: bool = False) -> Store:
+    """The store `VIDEOBRIDGE_STORE` names: a `redis://`/`rediss://` URL, else the state file.
+    `sole`: the caller must be the only user (`state migrate`): a shared store refuses while a
+    bridge instance runs on it."""
     if store_url:
         from videobridge.state.redisstore import RedisStore  # redis-py only when asked for
 
-        return RedisStore(store_url)
+        return RedisStore(store_url, sole=sole)
     from videobridge.state.filestore import FileStore
 
     return FileStore(state_path)

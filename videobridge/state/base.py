@@ -4,12 +4,17 @@ A store holds two collections, calls by room name and notifications by sequence 
 changes them only through `commit`: one `Change` applied atomically and durably before it
 returns. `calls` and `outbox` are in-memory views for listings, the poller and metrics; the
 decisions that must see the latest state read `get_call` while holding `exclusive(room)`.
+
+A store is held (one process owns it: the state file) or shared (several bridge instances write
+it at once: Redis). On a shared store the views are caches that `refresh` reloads, rooms are
+locked across instances, and `lead` runs the work only one instance may do (the poller and the
+outbox worker) wherever the leader lease is.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -31,6 +36,9 @@ class Change:
 
 
 class Store(Protocol):
+    kind: str  # the readiness check's name: "state" (the file) or "redis"
+    shared: bool  # other processes write it concurrently: views are caches
+
     @property
     def calls(self) -> Mapping[str, Call]: ...
 
@@ -47,8 +55,21 @@ class Store(Protocol):
 
     async def aclose(self) -> None: ...
 
-    def allocate_seq(self, count: int = 1) -> int:
+    async def allocate_seq(self, count: int = 1) -> int:
         """The first of `count` new notification sequence numbers (delivery order per call)."""
+        ...
+
+    async def refresh(self, *, calls: bool = True, outbox: bool = True) -> None:
+        """Reload the views from the store (a no-op where this process alone writes it)."""
+        ...
+
+    async def lead(self, work: Callable[[], Awaitable[None]], *, on_change: Callable[[bool], None]) -> None:
+        """Run `work` while this process is the leader; `on_change(leading)` on every change.
+        Never returns; cancel it to stop. A held store is always led by its holder."""
+        ...
+
+    async def first_sighting(self, key: str, ttl: float) -> bool:
+        """True the first time any instance asks about `key` within `ttl` seconds."""
         ...
 
     async def get_call(self, room: str) -> Call | None:
@@ -69,11 +90,21 @@ class HeldView:
     calls: dict[str, Call]
     outbox: dict[int, Notification]
     _next_seq: int
+    shared = False
 
-    def allocate_seq(self, count: int = 1) -> int:
+    async def allocate_seq(self, count: int = 1) -> int:
         first = self._next_seq
         self._next_seq += count
         return first
+
+    async def refresh(self, *, calls: bool = True, outbox: bool = True) -> None:
+        return None  # the view is the truth
+
+    async def lead(self, work: Callable[[], Awaitable[None]], *, on_change: Callable[[bool], None]) -> None:
+        await work()  # the holder is the only process: always the leader, never a change
+
+    async def first_sighting(self, key: str, ttl: float) -> bool:
+        return True  # one process: its own memory (the webhook verifier's) already de-duplicates
 
     async def get_call(self, room: str) -> Call | None:
         return self.calls.get(room)

@@ -54,6 +54,8 @@ def read_state(path: Path) -> tuple[dict[str, Call], dict[int, Notification]]:
 class FileStore(HeldView):
     """The `Store` on a TinyDB file: the in-memory view is the truth (one process holds the file)."""
 
+    kind = "state"
+
     def __init__(self, path: Path, *, compact_min: int = COMPACT_MIN) -> None:
         self.path = path
         self._compact_min = compact_min

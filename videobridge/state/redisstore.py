@@ -1,12 +1,14 @@
-"""The Redis store (`VIDEOBRIDGE_STORE=redis://...`): calls and the outbox in two Redis hashes.
+"""The Redis store (`VIDEOBRIDGE_STORE=redis://...`): calls and the outbox in two Redis hashes,
+shared by every bridge instance pointed at it.
 
-One bridge process at a time holds the store, as one holds a state file's lock: a holder key
-with a TTL, renewed well inside it, is the lease. Every commit is one Lua script that first
-checks the lease is still ours (the fencing check: a process that was paused past its TTL and
-lost the lease cannot write), then applies the whole change; Redis runs a script atomically,
-and with `appendonly yes` + `appendfsync always` its answer comes after the fsync, so a commit
-that returned is on disk. Connection errors become `StateError` (the HTTP edge answers 503) and
-the next command reconnects by itself.
+Any instance answers any request: a join reads its room's call with one HGET; a start or an end
+takes the room's lock in Redis (`redislease.RoomLocks`), reads, decides and commits. Every
+commit is one Lua script that first checks the fences (the room locks and, for the leader's
+work, the leader lease are still ours), then applies the whole change; Redis runs a script
+atomically, and with `appendonly yes` + `appendfsync always` its answer comes after the fsync,
+so a commit that returned is on disk. `calls` and `outbox` are caches of the hashes, reloaded
+every few seconds and by the leader before each poll. Connection errors become `StateError`
+(the HTTP edge answers 503) and the next command reconnects by itself.
 """
 
 from __future__ import annotations
@@ -14,45 +16,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from videobridge.background import BackgroundTasks
 from videobridge.errors import StateError, StateLocked
 from videobridge.models import Call, Notification
-from videobridge.state.base import Change, HeldView
+from videobridge.state.base import Change
+from videobridge.state.redislease import LeaderLease, RoomLocks, leading, shielded
 
 log = structlog.get_logger("videobridge.state")
 
 PREFIX = "videobridge:"
-LEASE_TTL = 10.0  # seconds; renewed every third of it
+LEASE_TTL = 10.0  # the leader lease, seconds; renewed every third of it
+VIEW_INTERVAL = 5.0  # the caches' reload; the leader reloads before each poll, its outbox twice a second
 
-# KEYS: holder, calls, outbox. ARGV: token, then counted groups: puts (room, json)*, drops
-# (room)*, adds (seq, json)*, settles (seq)*.
+# KEYS: calls, outbox, seq, fences... ARGV: fence count, fence tokens..., then counted groups:
+# puts (room, json)*, drops (room)*, adds (seq, json)*, settles (seq)*.
 COMMIT = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('LEASE lost') end
-local i = 2
+local nf = tonumber(ARGV[1])
+for f = 1, nf do
+  if redis.call('GET', KEYS[3 + f]) ~= ARGV[1 + f] then return redis.error_reply('FENCE ' .. KEYS[3 + f]) end
+end
+local i = 2 + nf
 local n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
+for _ = 1, n do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2 end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HDEL', KEYS[1], ARGV[i]); i = i + 1 end
+n = tonumber(ARGV[i]); i = i + 1
+local top = tonumber(redis.call('GET', KEYS[3]) or '0')
+for _ = 1, n do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  if tonumber(ARGV[i]) > top then top = tonumber(ARGV[i]); redis.call('SET', KEYS[3], top) end
+  i = i + 2
+end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('HDEL', KEYS[2], ARGV[i]); i = i + 1 end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]); i = i + 2 end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('HDEL', KEYS[3], ARGV[i]); i = i + 1 end
 return 1
-"""
-RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
 """
 
 
@@ -78,116 +83,201 @@ def _json(doc: dict[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"))
 
 
-class RedisStore(HeldView):
-    """The `Store` on Redis. Like the file store, the in-memory view is the truth while we hold
-    the lease (nobody else may write), so reads cost no round trip."""
+def decode(calls_raw: dict[str, str], outbox_raw: dict[str, str],
+           url: str) -> tuple[dict[str, Call], dict[int, Notification]]:
+    try:
+        calls = (Call.from_json(json.loads(doc)) for doc in calls_raw.values())
+        notes = (Notification.from_json(json.loads(doc)) for doc in outbox_raw.values())
+        return {c.room_name: c for c in calls}, dict(sorted((n.seq, n) for n in notes))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateError(f"state store {redacted(url)}: unexpected content ({exc.__class__.__name__})") from exc
 
-    def __init__(self, url: str, *, lease_ttl: float = LEASE_TTL, prefix: str = PREFIX) -> None:
+
+class RedisStore:
+    """The shared `Store` on Redis."""
+
+    kind = "redis"
+    shared = True
+
+    def __init__(self, url: str, *, lease_ttl: float = LEASE_TTL, prefix: str = PREFIX,
+                 view_interval: float = VIEW_INTERVAL, sole: bool = False) -> None:
         self.url = url
-        self._ttl_ms = int(lease_ttl * 1000)
-        self._keys = [prefix + "holder", prefix + "calls", prefix + "outbox"]
-        self._token = f"{socket.gethostname()}:{secrets.token_hex(8)}"
+        self._prefix = prefix
+        self._keys = [prefix + "calls", prefix + "outbox", prefix + "seq"]
+        self._sole = sole  # `state migrate`: refuse while an instance leads, and lead meanwhile
+        self.instance = socket.gethostname()
         self._redis: aioredis.Redis | None = None
-        self._renewer: asyncio.Task[None] | None = None
-        self._lost = False
+        self.rooms = RoomLocks(self._client, prefix=prefix, instance=self.instance)
+        self.leader = LeaderLease(self._client, prefix=prefix, instance=self.instance, ttl=lease_ttl)
+        self._view_interval = view_interval
+        self._background = BackgroundTasks("redis-store")
+        self._healthy = False
+        self._replay: list[Change] | None = None  # own commits made while a reload is in flight
+        self._decoded: dict[str, tuple[str, Call]] = {}  # room -> (raw, parsed): joins skip json
         self.calls: dict[str, Call] = {}
         self.outbox: dict[int, Notification] = {}
-        self._next_seq = 1
         self.writes = 0
+
+    def _client(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise StateError("state store is not open")
+        return self._redis
 
     @property
     def is_open(self) -> bool:
-        return self._redis is not None and not self._lost
+        """Open and Redis answered the last command."""
+        return self._redis is not None and self._healthy
+
+    def _unavailable(self, exc: RedisError) -> StateError:
+        self._healthy = False
+        return StateError(f"state store {redacted(self.url)} unavailable: {str(exc)[:200]}")
 
     async def aopen(self, *, wait: bool = False) -> None:
-        """Take the lease and load the state. `wait`: a standby `serve` waits for the holder's
-        lease to end (it stops renewing when it dies: within the TTL) instead of refusing."""
-        client = aioredis.from_url(self.url, decode_responses=True, socket_timeout=5.0,
-                                   socket_connect_timeout=5.0, health_check_interval=30)
+        """Connect and load the views. Instances share the store: nothing to wait for (`wait` is
+        the held stores' standby), except in `sole` use, which refuses while an instance leads."""
+        self._redis = aioredis.from_url(self.url, decode_responses=True, socket_timeout=5.0,
+                                        socket_connect_timeout=5.0, health_check_interval=30)
         try:
-            told = False
-            while not await client.set(self._keys[0], self._token, nx=True, px=self._ttl_ms):
-                holder = await client.get(self._keys[0])
-                if not wait:
-                    raise StateLocked(f"state store {redacted(self.url)} is in use by another videobridge "
-                                      f"process {holder!r}")
-                if not told:
-                    log.info("state_standby", store=redacted(self.url), holder=holder,
-                             reason="another instance holds the store; taking over when its lease ends")
-                    told = True
-                await asyncio.sleep(min(0.5, self._ttl_ms / 4000))  # one SET NX: cheap to ask often
-            if told:
-                log.info("state_takeover", store=redacted(self.url))
-            calls = await client.hgetall(self._keys[1])
-            outbox = await client.hgetall(self._keys[2])
-        except RedisError as exc:
-            await client.aclose()
-            raise StateError(f"state store {redacted(self.url)}: {exc}") from None
-        except BaseException:
-            await client.aclose()
+            if self._sole and not await self._redis.set(self.leader.key, "state-migrate", nx=True,
+                                                         px=int(LEASE_TTL * 6000)):
+                holder = await self._redis.get(self.leader.key)
+                raise StateLocked(f"state store {redacted(self.url)} is in use by videobridge instance {holder!r}")
+            await self.refresh()
+        except BaseException as exc:
+            await self._redis.aclose()
+            self._redis = None
+            if isinstance(exc, RedisError):
+                raise StateError(f"state store {redacted(self.url)}: {exc}") from None
             raise
-        try:
-            loaded = (Call.from_json(json.loads(doc)) for doc in calls.values())
-            self.calls = {c.room_name: c for c in loaded}
-            notes = (Notification.from_json(json.loads(doc)) for doc in outbox.values())
-            self.outbox = dict(sorted((n.seq, n) for n in notes))
-        except (KeyError, TypeError, ValueError) as exc:
-            await client.delete(self._keys[0])
-            await client.aclose()
-            raise StateError(f"state store {redacted(self.url)}: unexpected content "
-                             f"({exc.__class__.__name__})") from exc
-        self._next_seq = max(self.outbox, default=0) + 1
-        self._redis = client
-        self._renewer = asyncio.create_task(self._renew(), name="state-lease")
+        if not self._sole:
+            self._background.spawn(self._reload_every(), name="redis-views")
 
-    async def _renew(self) -> None:
-        assert self._redis is not None
+    async def _reload_every(self) -> None:
         while True:
-            await asyncio.sleep(self._ttl_ms / 3000)
-            try:
-                held = await self._redis.eval(RENEW, 1, self._keys[0], self._token, str(self._ttl_ms))
-            except RedisError as exc:
-                log.warning("state_lease_renew_failed", error=str(exc)[:200])
-                continue  # the next renewal may get through within the TTL
-            if not held:
-                self._lost = True
-                log.error("state_lease_lost", store=redacted(self.url),
-                          reason="another process holds the store now; this one no longer writes")
-                return
+            await asyncio.sleep(self._view_interval)
+            with contextlib.suppress(StateError):  # readiness shows it; the next round retries
+                await self.refresh()
+
+    async def refresh(self, *, calls: bool = True, outbox: bool = True) -> None:
+        replay: list[Change] = []
+        self._replay = replay
+        try:
+            got = await shielded(self._load(calls=calls, outbox=outbox))
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+        finally:
+            self._replay = None
+        self._healthy = True
+        loaded_calls, loaded_outbox = decode(got[0] if calls else {}, got[-1] if outbox else {}, self.url)
+        if calls:
+            self.calls = loaded_calls
+            self._decoded.clear()
+        if outbox:
+            self.outbox = loaded_outbox
+        for change in replay:  # committed after the read may have run: not lost from the view
+            self._apply_view(change)
+
+    async def _load(self, *, calls: bool, outbox: bool) -> list[dict[str, str]]:
+        async with self._client().pipeline(transaction=True) as pipe:
+            if calls:
+                pipe.hgetall(self._keys[0])
+            if outbox:
+                pipe.hgetall(self._keys[1])
+            return list(await pipe.execute())
+
+    async def get_call(self, room: str) -> Call | None:
+        try:
+            raw: str | None = await shielded(self._client().hget(self._keys[0], room))  # type: ignore[arg-type]
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+        self._healthy = True
+        if raw is None:
+            self.calls.pop(room, None)
+            return None
+        cached = self._decoded.get(room)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        call = decode({room: raw}, {}, self.url)[0][room]
+        self._decoded[room] = (raw, call)
+        self.calls[room] = call
+        return call
+
+    def exclusive(self, room: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.rooms.exclusive(room)
+
+    async def allocate_seq(self, count: int = 1) -> int:
+        try:
+            last = int(await shielded(self._client().incrby(self._keys[2], count)))
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+        return last - count + 1
+
+    def _fences(self, change: Change) -> tuple[list[str], list[str]]:
+        keys: list[str] = []
+        tokens: list[str] = []
+        for room in {c.room_name for c in change.put_calls} | set(change.drop_calls):
+            token = self.rooms.held.get(room)
+            if token is not None:
+                keys.append(self.rooms.key(room))
+                tokens.append(token)
+        if (token := leading.get()) is not None:
+            keys.append(self.leader.key)
+            tokens.append(token)
+        return keys, tokens
 
     async def commit(self, change: Change) -> None:
         if not change:
             return
-        if self._redis is None or self._lost:
-            raise StateError("state store is not open (or its lease was lost)")
+        keys, tokens = self._fences(change)
         try:
-            await self._redis.eval(COMMIT, 3, *self._keys, self._token, *encode(change))
+            await shielded(self._client().eval(COMMIT, 3 + len(keys), *self._keys, *keys, str(len(keys)), *tokens,
+                                               *encode(change)))
         except ResponseError as exc:
-            if "LEASE" in str(exc):
-                self._lost = True
-                raise StateError("state store lease lost: another process holds it") from None
+            if "FENCE" in str(exc):
+                raise StateError("state write refused: this instance no longer holds "
+                                 f"{str(exc).split()[-1].removeprefix(self._prefix)}") from None
             raise StateError(f"state write failed: {exc}") from None
         except RedisError as exc:
-            raise StateError(f"state store unavailable: {exc}") from None
+            raise self._unavailable(exc) from None
+        self._healthy = True
         self.writes += 1
+        if self._replay is not None:
+            self._replay.append(change)
         self._apply_view(change)
 
+    def _apply_view(self, change: Change) -> None:
+        for call in change.put_calls:
+            self.calls[call.room_name] = call
+        for room in change.drop_calls:
+            self.calls.pop(room, None)
+        for note in change.add_notifications:
+            self.outbox[note.seq] = note
+        for seq in change.settle_notifications:
+            self.outbox.pop(seq, None)
+
+    async def lead(self, work: Callable[[], Awaitable[None]], *, on_change: Callable[[bool], None]) -> None:
+        await self.leader.run(work, on_change=on_change)
+
+    async def first_sighting(self, key: str, ttl: float) -> bool:
+        try:
+            return bool(await shielded(self._client().set(self._prefix + "seen:" + key, "1", nx=True,
+                                                          px=int(ttl * 1000))))
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+
     async def aclose(self) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
-            self._renewer = None
+        await self._background.aclose()
         if self._redis is not None:
-            with contextlib.suppress(RedisError):
-                await self._redis.eval(RELEASE, 1, self._keys[0], self._token)
+            if self._sole:
+                with contextlib.suppress(RedisError):
+                    await self._redis.delete(self.leader.key)
             await self._redis.aclose()
             self._redis = None
 
 
 def read_redis(url: str, *, prefix: str = PREFIX) -> tuple[dict[str, Call], dict[int, Notification]]:
-    """Calls and outbox as committed, without the lease (for the CLI's listings, as `read_state`
-    reads the file without its lock)."""
+    """Calls and outbox as committed (for the CLI's listings, as `read_state` reads the file
+    without its lock)."""
     import redis
 
     client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=5.0)
@@ -200,9 +290,4 @@ def read_redis(url: str, *, prefix: str = PREFIX) -> tuple[dict[str, Call], dict
         raise StateError(f"state store {redacted(url)}: {exc}") from None
     finally:
         client.close()
-    try:
-        calls = (Call.from_json(json.loads(doc)) for doc in calls_raw.values())
-        notes = (Notification.from_json(json.loads(doc)) for doc in outbox_raw.values())
-        return {c.room_name: c for c in calls}, dict(sorted((n.seq, n) for n in notes))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StateError(f"state store {redacted(url)}: unexpected content ({exc.__class__.__name__})") from exc
+    return decode(calls_raw, outbox_raw, url)

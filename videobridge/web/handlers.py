@@ -18,7 +18,7 @@ from videobridge.models import Initiator
 from videobridge.views import public_call
 from videobridge.web.keys import BRIDGE, CLAIMS, OUTCOME
 from videobridge.web.responses import error_response, json_response
-from videobridge.webhooks.signature import MAX_BODY, Verdict, WebhookEvent
+from videobridge.webhooks.signature import MAX_BODY, PAST_WINDOW_SECONDS, WINDOW_SECONDS, Verdict, WebhookEvent
 from videobridge.wiring import Bridge
 
 log = structlog.get_logger("videobridge.http")
@@ -26,6 +26,7 @@ log = structlog.get_logger("videobridge.http")
 MAX_NAME = 256
 U128_MAX = 2**128 - 1
 MAX_LEAVE_BODY = 4096
+REMEMBER_EVENT_SECONDS = PAST_WINDOW_SECONDS + WINDOW_SECONDS  # beyond that a replay is refused as stale
 # Daily session (participant) ids are UUIDs; anything else cannot name a session.
 SESSION_ID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -136,6 +137,10 @@ async def hook(request: web.Request) -> web.Response:
         return error_response(413, "webhook body too large")
     verdict, event = bridge.webhooks.check(body, request.headers.get("X-Webhook-Timestamp"),
                                            request.headers.get("X-Webhook-Signature"))
+    # Daily retries to whichever instance the balancer picks: event ids are remembered store-wide
+    if (verdict is Verdict.ACCEPTED and event is not None and event.id and bridge.store.shared
+            and not await bridge.store.first_sighting("webhook:" + event.id, REMEMBER_EVENT_SECONDS)):
+        verdict = Verdict.DUPLICATE
     bridge.metrics.webhook_event(verdict.value)
     request[OUTCOME] = verdict.value
     if verdict is Verdict.ACCEPTED and event is not None:
@@ -157,7 +162,7 @@ def _dispatch(bridge: Bridge, event: WebhookEvent) -> None:
     if event.type in (PARTICIPANT_JOINED, PARTICIPANT_LEFT):
         bridge.calls.presence.forget(event.room)  # the next decline or leave reads Daily again
     if event.type == MEETING_ENDED:
-        bridge.calls.on_meeting_ended(event.room, event.payload)
+        bridge.calls.meeting_ended_soon(event.room, event.payload)
     elif event.type in (MEETING_STARTED, PARTICIPANT_JOINED):
         meeting_id = event.payload.get("meeting_id") if event.type == MEETING_STARTED else None
         bridge.calls.mark_live_soon(event.room, meeting_id if isinstance(meeting_id, str) and meeting_id else None)
@@ -178,6 +183,7 @@ def _admin(request: web.Request) -> Bridge:
 
 async def meetings(request: web.Request) -> web.Response:
     bridge = _admin(request)
+    await bridge.store.refresh(outbox=False)  # on a shared store: what every instance changed
     return json_response([public_call(c) for c in bridge.store.calls.values()])
 
 
@@ -185,13 +191,15 @@ async def status(request: web.Request) -> web.Response:
     """Admin: everything `videobridge calls watch` shows, in one read from memory."""
     from videobridge.status import snapshot
 
-    return json_response(snapshot(_admin(request)))
+    bridge = _admin(request)
+    await bridge.store.refresh()  # on a shared store: what every instance changed
+    return json_response(snapshot(bridge))
 
 
 async def admin_end(request: web.Request) -> web.Response:
     bridge = _admin(request)
     room = request.match_info["room"]
-    if room not in bridge.store.calls:
+    if await bridge.store.get_call(room) is None:
         raise NotFound(f"no tracked call in room {room[:64]}")
     await bridge.calls.end_call(room, "admin")
     return json_response({"ended": True, "roomName": room})
@@ -205,7 +213,8 @@ async def readyz(request: web.Request) -> web.Response:
     bridge = request.app[BRIDGE]
     checks = bridge.readiness()
     ok = all(checks.values())
-    return json_response({"status": "ready" if ok else "unready", "checks": checks}, status=200 if ok else 503)
+    body = {"status": "ready" if ok else "unready", "checks": checks, "leader": bridge.leading}
+    return json_response(body, status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
