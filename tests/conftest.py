@@ -1,8 +1,11 @@
-"""Shared fixtures: a Daily emulator over real HTTP, a dev OpenChat signer, the bridge app."""
+"""Shared fixtures: a Daily emulator over real HTTP, a dev OpenChat signer, the bridge app, a fake IC,
+the CLI tests' servers and working directory, a Redis server."""
 
 from __future__ import annotations
 
+import io
 import secrets
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -10,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from cli_support import _default_port_busy, _servers, _workdir  # noqa: F401 - CLI fixtures, shared by every module
+from cli_support import DEFAULT_PORT, Servers
 from helpers import ADMIN_TOKEN, HOOK_SECRET, RecordingNotifier
 from redis_support import RedisServer
 
@@ -88,8 +91,6 @@ async def _bridge(make_bridge: BridgeFactory) -> TestClient:
     return await make_bridge()
 
 
-
-
 @pytest.fixture(name="redis_server", scope="session")
 def _redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis"))
@@ -107,3 +108,61 @@ def _redis_url(redis_server: RedisServer) -> str:
     redis_server.flush()
     return redis_server.url
 
+
+# ---- the CLI tests ----------------------------------------------------------------------------
+
+@pytest.fixture(name="servers")
+def _servers() -> Iterator[Servers]:
+    servers = Servers()
+    yield servers
+    servers.close()
+
+
+@pytest.fixture(name="workdir")
+def _workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+@pytest.fixture(name="default_port_busy")
+def _default_port_busy() -> Iterator[None]:
+    """Something that is not this test's daemon listens on 127.0.0.1:5050 (as a developer's sandbox would).
+
+    A CLI test that forgets --url then talks to this decoy and fails, instead of passing only on a
+    machine where 5050 happens to be free. If 5050 is already taken, it is busy anyway."""
+    import http.server
+    import socketserver
+
+    class Decoy(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.send_response(418)
+            self.end_headers()
+            self.wfile.write(b"not the daemon under test")
+
+        do_GET = do_POST = do_DELETE = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    try:
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", DEFAULT_PORT), Decoy, bind_and_activate=True)
+    except OSError:
+        yield
+        return
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="port-5050-decoy", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(name="quiet_daemon_logs")
+def _quiet_daemon_logs() -> Iterator[None]:
+    """A daemon thread logs while CliRunner owns sys.stdout: keep its lines out of the output."""
+    from videobridge.logs import configure_logging, reset_logging
+
+    configure_logging(fmt="json", level="warning", stream=io.StringIO(), journal=False)
+    yield
+    reset_logging()
