@@ -14,12 +14,16 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from cli_support import DEFAULT_PORT, Servers
-from helpers import ADMIN_TOKEN, HOOK_SECRET, RecordingNotifier
+from fakeic import FakeIC
+from helpers import ADMIN_TOKEN, ALICE, BOB, COMMUNITY, GROUP, HOOK_SECRET, LOCAL_USER_INDEX, RecordingNotifier
+from ic_support import FAST_RETRY, OPERATOR, OPERATOR_PEM, ICFactory
 from redis_support import RedisServer
 
 from videobridge.config import Settings
 from videobridge.devjwt import DevSigner
 from videobridge.emulator import DailyEmulator
+from videobridge.models import CanisterKind
+from videobridge.notifier import IcNotifier, load_identity
 from videobridge.web import make_app
 
 
@@ -89,6 +93,48 @@ async def _make_bridge(settings: Settings, notifier: RecordingNotifier) -> Async
 @pytest.fixture(name="bridge")
 async def _bridge(make_bridge: BridgeFactory) -> TestClient:
     return await make_bridge()
+
+
+# ---- a fake IC, and the bridge notifying it ------------------------------------------------------
+
+@pytest.fixture(name="make_ic")
+def _make_ic() -> Iterator[ICFactory]:
+    """Fake IC boundary nodes taking OPERATOR's calls, with GROUP's and COMMUNITY's canisters, the one
+    holding each of `users` (a MultiUser canister for an indexed id) and, when asked, LOCAL_USER_INDEX."""
+    fakes: list[FakeIC] = []
+
+    def make(*, users: tuple[str, ...] = (ALICE, BOB), local_user_index: bool = False) -> FakeIC:
+        fake = FakeIC(operators={OPERATOR}).start()
+        fakes.append(fake)
+        fake.add_canister(GROUP, CanisterKind.GROUP)
+        fake.add_canister(COMMUNITY, CanisterKind.COMMUNITY)
+        if local_user_index:
+            fake.add_canister(LOCAL_USER_INDEX, CanisterKind.LOCAL_USER_INDEX)
+        fake.add_users(*users)
+        return fake
+
+    yield make
+    for fake in fakes:
+        fake.stop()
+
+
+@pytest.fixture(name="ic")
+def _ic(make_ic: ICFactory) -> FakeIC:
+    """The default fake IC (a module wanting other canisters overrides this with its own make_ic call)."""
+    return make_ic()
+
+
+@pytest.fixture(name="ic_bridge")
+def _ic_bridge(make_bridge: BridgeFactory, ic: FakeIC) -> BridgeFactory:
+    """make_bridge with an IcNotifier talking to `ic`: signing with `pem`, retrying fast unless `notify_retry`."""
+
+    async def make(pem: str = OPERATOR_PEM, **changes: Any) -> TestClient:
+        notifier = IcNotifier(ic_url=ic.url, identity=load_identity(pem), request_timeout=0.5, deadline=1.0,
+                              root_key=ic.root_key_der)
+        retry = changes.pop("notify_retry", FAST_RETRY)
+        return await make_bridge(notifier=notifier, notify_retry=retry, **changes)
+
+    return make
 
 
 @pytest.fixture(name="redis_server", scope="session")
