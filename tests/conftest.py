@@ -97,6 +97,13 @@ async def _bridge(make_bridge: BridgeFactory) -> TestClient:
 
 # ---- a fake IC, and the bridge notifying it ------------------------------------------------------
 
+@pytest.fixture(name="fake_ic")
+def _fake_ic() -> Iterator[FakeIC]:
+    """A running FakeIC with no canisters and no operators, stopped after the test."""
+    with FakeIC() as fake:
+        yield fake
+
+
 @pytest.fixture(name="make_ic")
 def _make_ic() -> Iterator[ICFactory]:
     """Fake IC boundary nodes taking OPERATOR's calls, with GROUP's and COMMUNITY's canisters, the one
