@@ -14,7 +14,7 @@ import secrets
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 from helpers import ALICE, BOB, COMMUNITY, GROUP, start_token  # noqa: F401 - principals are defined once, in helpers
@@ -25,7 +25,6 @@ from videobridge.cli import app
 from videobridge.config import KNOWN, Settings
 from videobridge.devjwt import DevSigner
 
-T = TypeVar("T")
 API_KEY = "cli-test-api-key-" + "0123456789abcdef" * 2  # >= 32 bytes: PyJWT warns on short HMAC keys
 ADMIN_TOKEN = "cli-admin-token-0123456789abcdef"
 DEFAULT_PORT = 5050  # where the CLI looks for a daemon when neither --url nor HOST/PORT says
@@ -64,7 +63,7 @@ class Servers(EmulatorThread):
     def close(self) -> None:
         for runner in reversed(self._runners):
             self.call(runner.cleanup())
-        self.__exit__(None, None, None)
+        super().close()
 
 
 def bridge_settings(servers: Servers, state: Path, oc_public: str, **changes: Any) -> Settings:

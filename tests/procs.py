@@ -5,12 +5,16 @@
         env = serve_env(tmp_path, daily, signer)              # a clean environment, no venv leakage
         with NotifySocket() as notify:                        # sd_notify(3) receiver, AF_UNIX datagrams
             env["NOTIFY_SOCKET"] = notify.path
-            proc = ServeProcess.start(env, cwd=tmp_path)      # or ServeProcess.start_on_socket(listener, ...)
+            proc = ServeProcess.start(env, cwd=tmp_path, port=port)  # or .start_on_socket(listener, ...)
             try:
                 notify.wait_for("READY=1")
                 ...
             finally:
                 proc.kill()                                   # never leaves a server running
+
+ServeProcess is the one wrapper of a `serve` child in the tests: `command=` runs another build of it
+(the zipapp), `log_path=` appends stdout and stderr to one file (rel_support's restartable `Daemon`
+is built on that), `listening_url()` reads the port of a child started with PORT=0.
 
 Everything listens on 127.0.0.1 only. Output goes to files (a full pipe would block the child).
 """
@@ -106,6 +110,10 @@ class EmulatorThread:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
             self._loop.close()
+
+    def close(self) -> None:
+        """For hosts started without `with` (rel_support's and the CLI tests' start at once)."""
+        self.__exit__(None, None, None)
 
     @property
     def emu(self) -> DailyEmulator:

@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import procs
 from procs import NotifySocket, ServeProcess
@@ -26,8 +26,6 @@ from procs import NotifySocket, ServeProcess
 from videobridge.config import KNOWN
 from videobridge.principal import bytes_to_principal
 
-T = TypeVar("T")
-REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 HOOK_SECRET = b"videobridge-reliability-webhook!"
 ADMIN_TOKEN = "reliability-admin-token-0123456789"
@@ -65,9 +63,6 @@ class EmulatorThread(procs.EmulatorThread):
 
     def requests(self) -> collections.Counter[str]:
         return self.run(lambda: collections.Counter(self.emu.requests))  # on the emulator's loop
-
-    def close(self) -> None:
-        self.__exit__(None, None, None)
 
 
 # ---- the daemon as a subprocess -----------------------------------------------------------------
