@@ -9,47 +9,35 @@ settings the test chooses.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+import urllib.request
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import pytest
 from aiohttp import web
-from helpers import ALICE, BOB, COMMUNITY, GROUP  # noqa: F401 - principals are defined once, in helpers
+from helpers import ALICE, BOB, COMMUNITY, GROUP, start_token  # noqa: F401 - principals are defined once, in helpers
+from procs import EmulatorThread
 from typer.testing import CliRunner, Result
 
 from videobridge.cli import app
 from videobridge.config import KNOWN, Settings
-from videobridge.emulator import DailyEmulator
+from videobridge.devjwt import DevSigner
 
-T = TypeVar("T")
 API_KEY = "cli-test-api-key-" + "0123456789abcdef" * 2  # >= 32 bytes: PyJWT warns on short HMAC keys
 ADMIN_TOKEN = "cli-admin-token-0123456789abcdef"
+DEFAULT_PORT = 5050  # where the CLI looks for a daemon when neither --url nor HOST/PORT says
 
 
-class Servers:
-    """A Daily emulator (and optionally bridge daemons) served from a loop in a daemon thread."""
+class Servers(EmulatorThread):
+    """procs' emulator host (probes time out after 2 s), started at once, that also serves aiohttp apps
+    (bridge daemons, webhook receivers) on its loop."""
 
     def __init__(self, api_key: str = API_KEY) -> None:
-        self.api_key = api_key
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="cli-test-servers", daemon=True)
-        self._thread.start()
+        super().__init__(api_key, probe_timeout=2.0)
         self._runners: list[web.AppRunner] = []
-        self.emulator: DailyEmulator = self.call(lambda: DailyEmulator(api_key=api_key, probe_timeout=2.0))
-        self.url: str = self.run(self.emulator.start("127.0.0.1", 0))
-
-    def run(self, coro: Awaitable[T], timeout: float = 15.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
-
-    def call(self, fn: Callable[[], T]) -> T:
-        async def invoke() -> T:
-            return fn()
-
-        return self.run(invoke())
+        self.__enter__()
 
     def serve(self, app: web.Application) -> str:
         """Serve an aiohttp app (the bridge, a webhook receiver) on 127.0.0.1; returns its URL."""
@@ -63,22 +51,36 @@ class Servers:
             host, port = runner.addresses[0][:2]
             return f"http://{host}:{port}"
 
-        return self.run(start())
+        return self.call(start())
 
     def stop_app(self, url: str) -> None:
         for runner in list(self._runners):
             host, port = runner.addresses[0][:2]
             if url == f"http://{host}:{port}":
                 self._runners.remove(runner)
-                self.run(runner.cleanup())
+                self.call(runner.cleanup())
 
     def close(self) -> None:
         for runner in reversed(self._runners):
-            self.run(runner.cleanup())
-        self.run(self.emulator.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-        self.loop.close()
+            self.call(runner.cleanup())
+        super().close()
+
+
+def bridge_settings(servers: Servers, state: Path, oc_public: str, **changes: Any) -> Settings:
+    """Settings for a bridge daemon against `servers`' emulator: admin API on, presence polls off."""
+    values: dict[str, Any] = {"daily_api_key": servers.api_key, "daily_api_url": servers.url,
+                              "oc_public": oc_public, "state_path": state, "presence_interval": 3600.0,
+                              "admin_token": ADMIN_TOKEN}
+    values.update(changes)
+    return Settings(**values)
+
+
+def start_call(url: str, signer: DevSigner, call_type: str = "Default") -> dict[str, Any]:
+    """ALICE starts a group call on the bridge at `url` (blocking: CLI tests run outside an event loop)."""
+    request = urllib.request.Request(f"{url}/room/meeting_access_token?initiator-username=alice",
+                                     headers={"x-auth-jwt": start_token(signer, ALICE, call_type=call_type)})
+    with urllib.request.urlopen(request, timeout=15) as resp:
+        return dict(json.loads(resp.read()))
 
 
 def bridge_app(settings: Settings) -> web.Application:
@@ -99,19 +101,6 @@ def hook_receiver() -> web.Application:
     app = web.Application()
     app.router.add_post("/{path:.*}", handle)
     return app
-
-
-@pytest.fixture(name="servers")
-def _servers() -> Iterator[Servers]:
-    servers = Servers()
-    yield servers
-    servers.close()
-
-
-@pytest.fixture(name="workdir")
-def _workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def base_env(**values: str | None) -> dict[str, str | None]:
@@ -169,7 +158,7 @@ def track_call(state: Path, room: str, *, chat: Any = None, started_by: str = AL
 
 
 def room_config(servers: Servers, name: str) -> dict[str, Any]:
-    room = servers.emulator.room(name)
+    room = servers.emu.room(name)
     assert room is not None, f"no room {name} in the emulator"
     return dict(room["config"])
 
@@ -179,10 +168,10 @@ def make_room(servers: Servers, name: str, *, privacy: str = "private", exp_in: 
     now = int(time.time())
 
     def create() -> None:
-        record = servers.emulator.store.create(name, privacy, {"nbf": now - int(age), "exp": now + exp_in})
+        record = servers.emu.store.create(name, privacy, {"nbf": now - int(age), "exp": now + exp_in})
         record.created_at -= age
 
-    servers.call(create)
+    servers.run(create)
 
 
 def join(servers: Servers, room: str, *, user_id: str = "someone") -> str:
@@ -192,43 +181,5 @@ def join(servers: Servers, room: str, *, user_id: str = "someone") -> str:
     now = int(time.time())
     grant = TokenGrant(room_name=room, user_id=user_id, user_name=user_id, owner=True, broadcast=False,
                        exp=now + 3600)
-    token = self_signed_token(grant, api_key=servers.api_key, domain_id=servers.emulator.domain_id, now=now)
-    return servers.call(lambda: servers.emulator.join(room, token))
-
-
-DEFAULT_PORT = 5050  # where the CLI looks for a daemon when neither --url nor HOST/PORT says
-
-
-@pytest.fixture(name="default_port_busy")
-def _default_port_busy() -> Iterator[None]:
-    """Something that is not this test's daemon listens on 127.0.0.1:5050 (as a developer's sandbox would).
-
-    A CLI test that forgets --url then talks to this decoy and fails, instead of passing only on a
-    machine where 5050 happens to be free. If 5050 is already taken, it is busy anyway."""
-    import http.server
-    import socketserver
-
-    class Decoy(http.server.BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            self.send_response(418)
-            self.end_headers()
-            self.wfile.write(b"not the daemon under test")
-
-        do_GET = do_POST = do_DELETE = _answer
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    try:
-        server = socketserver.ThreadingTCPServer(("127.0.0.1", DEFAULT_PORT), Decoy, bind_and_activate=True)
-    except OSError:
-        yield
-        return
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="port-5050-decoy", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
+    token = self_signed_token(grant, api_key=servers.api_key, domain_id=servers.emu.domain_id, now=now)
+    return servers.run(lambda: servers.emu.join(room, token))

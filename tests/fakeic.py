@@ -33,14 +33,13 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import cbor2
 import ecdsa
-import pytest
 from ecdsa.util import sigdecode_string
 from icp_candid import DIDLoader, Types, decode, encode
 from icp_candid.candid import LEB128, OptClass, Pipe, RecClass, RecordClass, TypeIds, VariantClass, VecClass
@@ -748,10 +747,3 @@ class _Handler(BaseHTTPRequestHandler):
             return
         status, payload = self.fake._handle_post(version, canister_id, endpoint, body)
         self._send(status, payload, "application/cbor" if status in (200, 202) else "text/plain")
-
-
-@pytest.fixture
-def fake_ic() -> Iterator[FakeIC]:
-    """A running FakeIC, stopped after the test (import it into a test module or conftest)."""
-    with FakeIC() as fake:
-        yield fake

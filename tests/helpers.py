@@ -6,7 +6,7 @@ import asyncio
 import base64
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp.test_utils import TestClient
 
@@ -14,6 +14,7 @@ from videobridge.devjwt import DevSigner
 from videobridge.models import Notification
 from videobridge.web import BRIDGE
 
+T = TypeVar("T")
 ALICE = "724ke-xyaaa-aaaan-ayptq-cai"
 BOB = "hut2x-yaaaa-aaaaq-bi6za-cai"
 CAROL = "rdmx6-jaaaa-aaaaa-aaadq-cai"
@@ -87,9 +88,23 @@ def signed_hook(body: bytes, *, secret: bytes = HOOK_SECRET, timestamp: float | 
             "Content-Type": "application/json"}
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> float:
+    """Await until `check()` holds (polled every 10 ms on the test's loop); the seconds it took."""
+    started = time.monotonic()
     while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what} not reached within {timeout}s")
         await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+def wait_until(check: Callable[[], T], what: str, timeout: float = 60.0) -> T:
+    """Block until `check()` returns something truthy (polled every 0.1 s), and return it: for
+    tests that watch a `serve` subprocess from outside any event loop."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout}s: {what}")

@@ -5,12 +5,16 @@
         env = serve_env(tmp_path, daily, signer)              # a clean environment, no venv leakage
         with NotifySocket() as notify:                        # sd_notify(3) receiver, AF_UNIX datagrams
             env["NOTIFY_SOCKET"] = notify.path
-            proc = ServeProcess.start(env, cwd=tmp_path)      # or ServeProcess.start_on_socket(listener, ...)
+            proc = ServeProcess.start(env, cwd=tmp_path, port=port)  # or .start_on_socket(listener, ...)
             try:
                 notify.wait_for("READY=1")
                 ...
             finally:
                 proc.kill()                                   # never leaves a server running
+
+ServeProcess is the one wrapper of a `serve` child in the tests: `command=` runs another build of it
+(the zipapp), `log_path=` appends stdout and stderr to one file (rel_support's restartable `Daemon`
+is built on that), `listening_url()` reads the port of a child started with PORT=0.
 
 Everything listens on 127.0.0.1 only. Output goes to files (a full pipe would block the child).
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -27,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -105,6 +110,10 @@ class EmulatorThread:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
             self._loop.close()
+
+    def close(self) -> None:
+        """For hosts started without `with` (rel_support's and the CLI tests' start at once)."""
+        self.__exit__(None, None, None)
 
     @property
     def emu(self) -> DailyEmulator:
@@ -211,18 +220,26 @@ class NotifySocket:
 
 @dataclass
 class ServeProcess:
-    """One `python -m videobridge serve` child, its output in files."""
+    """One `videobridge serve` child, its output in files: the one subprocess wrapper of the tests.
+
+    By default stdout and stderr go to `<name>.stdout` / `<name>.stderr` in `cwd`. With `log_path`
+    both go to that one file, opened for appending, so a process restarted on the same log (as
+    rel_support's `Daemon` does) keeps every run's lines; `offset` is where this run's begin.
+    """
 
     popen: subprocess.Popen[bytes]
-    port: int
+    port: int  # 0 until known: listening_url() reads it from the log when serve was given PORT=0
     out_path: Path
-    err_path: Path
+    err_path: Path | None  # None: stderr goes to out_path too
     started: float = field(default_factory=time.monotonic)  # just before exec
+    offset: int = 0
 
     @classmethod
     def start(cls, env: dict[str, str], *, cwd: Path, port: int, args: tuple[str, ...] = (),
-              name: str = "serve") -> ServeProcess:
-        return cls._spawn([sys.executable, "-m", "videobridge", "serve", *args], env, cwd, port, name, ())
+              name: str = "serve", command: list[str] | None = None, log_path: Path | None = None) -> ServeProcess:
+        """`command` (default `python -m videobridge serve`) + `args`; e.g. a zipapp's `[python, pyz, "serve"]`."""
+        base = command or [sys.executable, "-m", "videobridge", "serve"]
+        return cls._spawn([*base, *args], env, cwd, port, name, (), log_path)
 
     @classmethod
     def start_on_socket(cls, listener: socket.socket, env: dict[str, str], *, cwd: Path,
@@ -231,18 +248,24 @@ class ServeProcess:
         fd = listener.fileno()
         port = int(listener.getsockname()[1])
         command = [sys.executable, "-c", LAUNCHER, str(fd), "-m", "videobridge", "serve"]
-        return cls._spawn(command, env, cwd, port, name, (fd,))
+        return cls._spawn(command, env, cwd, port, name, (fd,), None)
 
     @classmethod
-    def _spawn(cls, command: list[str], env: dict[str, str], cwd: Path, port: int, name: str,
-               pass_fds: tuple[int, ...]) -> ServeProcess:
-        out_path, err_path = cwd / f"{name}.stdout", cwd / f"{name}.stderr"
+    def _spawn(cls, command: list[str], env: Mapping[str, str], cwd: Path, port: int, name: str,
+               pass_fds: tuple[int, ...], log_path: Path | None) -> ServeProcess:
+        if log_path is None:
+            out_path, err_path, mode, offset = cwd / f"{name}.stdout", cwd / f"{name}.stderr", "wb", 0
+        else:
+            out_path, err_path, mode = log_path, None, "ab"
+            offset = log_path.stat().st_size if log_path.exists() else 0
         clean = {k: v for k, v in env.items() if k not in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")}
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        with contextlib.ExitStack() as files:
+            out = files.enter_context(open(out_path, mode))
+            err = subprocess.STDOUT if err_path is None else files.enter_context(open(err_path, "wb"))
             started = time.monotonic()
             popen = subprocess.Popen(command, env=clean, cwd=cwd, stdout=out, stderr=err,
                                      stdin=subprocess.DEVNULL, pass_fds=pass_fds)
-        return cls(popen=popen, port=port, out_path=out_path, err_path=err_path, started=started)
+        return cls(popen=popen, port=port, out_path=out_path, err_path=err_path, started=started, offset=offset)
 
     @property
     def pid(self) -> int:
@@ -259,10 +282,47 @@ class ServeProcess:
         return self.out_path.read_text(errors="replace")
 
     def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
+        """What went to stderr ("" when it shares the log with stdout: stdout() has it)."""
+        return "" if self.err_path is None else self.err_path.read_text(errors="replace")
 
     def output(self) -> str:
+        if self.err_path is None:
+            return f"--- log ---\n{self.stdout()}"
         return f"--- stdout ---\n{self.stdout()}\n--- stderr ---\n{self.stderr()}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        return log_tail(self.out_path, lines)
+
+    def log_events(self, *names: str) -> list[dict[str, Any]]:
+        """The JSON log lines (VIDEOBRIDGE_LOG_FORMAT=json) whose event is one of `names` (all without)."""
+        return log_events(self.out_path, *names)
+
+    def listening_url(self, timeout: float = 5.0) -> str:
+        """The URL from this run's "listening" log line (JSON logs), for a child started with PORT=0."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.out_path, "rb") as fh:
+                fh.seek(self.offset)
+                for line in fh:
+                    if b'"listening"' in line:
+                        address = json.loads(line)["addresses"][0]
+                        self.port = int(address.rsplit(":", 1)[1])
+                        return f"http://{address}"
+            time.sleep(0.01)
+        raise RuntimeError(f"no listening line in the log:\n{self.log_tail()}")
+
+    def rss_kib(self) -> int:
+        with open(f"/proc/{self.pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
 
     def wait_listening(self, timeout: float = 15.0) -> None:
         """Poll until the port accepts (for children started without a notify socket)."""
@@ -296,6 +356,27 @@ class ServeProcess:
             self.popen.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=10)
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def log_events(path: Path, *names: str) -> list[dict[str, Any]]:
+    out = []
+    wanted = set(names)
+    with open(path, "rb") as fh:
+        for line in fh:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if not wanted or entry.get("event") in wanted:
+                out.append(entry)
+    return out
 
 
 def serve_env(tmp_path: Path, daily: EmulatorThread, signer: DevSigner, **extra: str) -> dict[str, str]:

@@ -2,8 +2,9 @@
 
 - `EmulatorThread`: procs' emulator host (the Daily emulator on a loop in a daemon thread, so a test
   or benchmark can count its requests while `serve` runs in another process), started at once.
-- `Daemon`: `python -m videobridge serve` as a subprocess, logs (JSON, info) to a file, READY
-  seen through procs' NotifySocket, the port read from the "listening" log line.
+- `Daemon`: a restartable `python -m videobridge serve`: each start() is a procs.ServeProcess
+  logging (JSON, info) to one file, READY seen through procs' NotifySocket, the port read from the
+  "listening" log line.
 - principals, signed IC identities and small statistics helpers.
 """
 
@@ -11,25 +12,20 @@ from __future__ import annotations
 
 import base64
 import collections
-import json
 import os
 import random
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import procs
-from procs import NotifySocket
+from procs import NotifySocket, ServeProcess
 
 from videobridge.config import KNOWN
 from videobridge.principal import bytes_to_principal
 
-T = TypeVar("T")
-REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 HOOK_SECRET = b"videobridge-reliability-webhook!"
 ADMIN_TOKEN = "reliability-admin-token-0123456789"
@@ -68,9 +64,6 @@ class EmulatorThread(procs.EmulatorThread):
     def requests(self) -> collections.Counter[str]:
         return self.run(lambda: collections.Counter(self.emu.requests))  # on the emulator's loop
 
-    def close(self) -> None:
-        self.__exit__(None, None, None)
-
 
 # ---- the daemon as a subprocess -----------------------------------------------------------------
 
@@ -98,105 +91,66 @@ def daemon_env(*, emulator_url: str, oc_public: str, state: Path, api_key: str =
 
 
 class Daemon:
-    """`python -m videobridge serve` in its own process, ready when it says READY=1."""
+    """`python -m videobridge serve` in its own process, ready when it says READY=1, restartable.
 
-    def __init__(self, env: Mapping[str, str], *, log_path: Path, cwd: Path,
-                 command: list[str] | None = None) -> None:
+    Each start() spawns a fresh procs.ServeProcess appending stdout and stderr to `log_path` (so the
+    log keeps every run); its URL comes from that run's "listening" log line (the env has PORT=0).
+    """
+
+    def __init__(self, env: Mapping[str, str], *, log_path: Path, cwd: Path) -> None:
         self._env = dict(env)
-        self._command = command or [PYTHON, "-m", "videobridge", "serve"]
         self.log_path = log_path
         self._cwd = cwd
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.child: ServeProcess | None = None  # the current (or last) run
         self.url = ""
         self.ready_seconds = 0.0
 
     def start(self, timeout: float = 30.0) -> Daemon:
         with NotifySocket() as notify:
             env = {**self._env, "NOTIFY_SOCKET": notify.path}
-            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-            log = open(self.log_path, "ab")
-            try:
-                started = time.monotonic()
-                self.proc = subprocess.Popen(self._command, env=env, cwd=self._cwd,
-                                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-            finally:
-                log.close()
+            self.child = child = ServeProcess.start(env, cwd=self._cwd, port=0, log_path=self.log_path)
             try:
                 ready_at = notify.wait_for("READY=1", timeout=timeout)[0].at
             except (AssertionError, OSError):
                 self.kill()
                 raise RuntimeError(f"serve did not get ready; log tail:\n{self.log_tail()}") from None
-            self.ready_seconds = ready_at - started
-        self.url = self._listening_url(offset)
+            self.ready_seconds = ready_at - child.started
+        self.url = child.listening_url()
         return self
 
-    def _listening_url(self, offset: int) -> str:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            with open(self.log_path, "rb") as fh:
-                fh.seek(offset)
-                for line in fh:
-                    if b'"listening"' in line:
-                        address = json.loads(line)["addresses"][0]
-                        return f"http://{address}"
-            time.sleep(0.01)
-        raise RuntimeError(f"no listening line in the log:\n{self.log_tail()}")
+    def _running(self) -> ServeProcess:
+        assert self.child is not None, "serve was never started"
+        return self.child
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        return self._running().pid
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+        if self.child is not None:
+            self.child.kill()
 
     def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait: graceful shutdown."""
-        if self.proc is None:
+        """SIGTERM and wait: graceful shutdown (-9 when it had to be killed after `timeout`)."""
+        if self.child is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                return -9
-        return self.proc.returncode
+        try:
+            return self.child.stop(signal.SIGTERM, timeout)
+        except AssertionError:  # ServeProcess.wait killed it
+            return -9
 
     def rss_kib(self) -> int:
-        with open(f"/proc/{self.pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+        return self._running().rss_kib()
 
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        return self._running().cpu_seconds()
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        return procs.log_tail(self.log_path, lines)
 
     def log_events(self, *names: str) -> list[dict[str, Any]]:
-        out = []
-        wanted = set(names)
-        with open(self.log_path, "rb") as fh:
-            for line in fh:
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                if not wanted or entry.get("event") in wanted:
-                    out.append(entry)
-        return out
+        return procs.log_events(self.log_path, *names)
 
 
 # ---- the IC side ---------------------------------------------------------------------------------

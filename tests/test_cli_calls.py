@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from cli_support import (  # noqa: F401 - fixtures
+from cli_support import (
     ADMIN_TOKEN,
     ALICE,
-    GROUP,
     Servers,
-    _default_port_busy,
-    _servers,
-    _workdir,
     bridge_app,
+    bridge_settings,
     daily_env,
     invoke,
     one_line_error,
+    start_call,
     track_call,
 )
 
-from videobridge.config import Settings
 from videobridge.devjwt import DevSigner
 from videobridge.models import NotificationKind
 from videobridge.state.filestore import FileStore, read_state
@@ -39,35 +32,10 @@ pytestmark = pytest.mark.usefixtures("default_port_busy")  # a forgotten --url m
 GROUP_ROOM = "GAAAAAAHwqV0BAQ"
 
 
-@pytest.fixture(name="quiet_daemon_logs")
-def _quiet_daemon_logs() -> Iterator[None]:
-    """The daemon thread logs while CliRunner owns sys.stdout: keep its lines out of the output."""
-    from videobridge.logs import configure_logging, reset_logging
-
-    configure_logging(fmt="json", level="warning", stream=io.StringIO(), journal=False)
-    yield
-    reset_logging()
-
-
-def daemon_settings(servers: Servers, state: Path, **changes: object) -> Settings:
-    values: dict[str, object] = dict(
-        daily_api_key=servers.api_key, daily_api_url=servers.url, daily_domain_id=servers.emulator.domain_id,
-        oc_public=DevSigner().public_pem, state_path=state, presence_interval=3600.0, admin_token=ADMIN_TOKEN)
-    values.update(changes)
-    return Settings(**values)  # type: ignore[arg-type]
-
-
-def start_call(daemon: str, signer: DevSigner) -> Any:
-    jwt = signer.video_call_token("StartVideoCall", user_id=ALICE, chat_id={"Group": GROUP})
-    request = urllib.request.Request(f"{daemon}/room/meeting_access_token?initiator-username=alice",
-                                     headers={"x-auth-jwt": jwt})
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
 def run_daemon(servers: Servers, state: Path, **changes: object) -> tuple[str, DevSigner]:
     signer = DevSigner()
-    return servers.serve(bridge_app(daemon_settings(servers, state, oc_public=signer.public_pem, **changes))), signer
+    settings = bridge_settings(servers, state, signer.public_pem, daily_domain_id=servers.emulator.domain_id, **changes)
+    return servers.serve(bridge_app(settings)), signer
 
 
 def test_list_reads_the_file_while_the_daemon_holds_it(servers: Servers, workdir: Path,

@@ -7,10 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cli_support import (  # noqa: F401 - fixtures
+from cli_support import (
     Servers,
-    _servers,
-    _workdir,
     daily_env,
     hook_receiver,
     invoke,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_support import _workdir, base_env, invoke, track_call  # noqa: F401 - fixtures
+from cli_support import base_env, invoke, track_call
 
 COMMANDS = [
     ["rooms", "list"], ["rooms", "create"], ["rooms", "delete"], ["rooms", "prune"],

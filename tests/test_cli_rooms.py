@@ -8,14 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cli_support import (  # noqa: F401 - fixtures
+from cli_support import (
     ALICE,
     BOB,
     COMMUNITY,
     GROUP,
     Servers,
-    _servers,
-    _workdir,
     base_env,
     daily_env,
     invoke,

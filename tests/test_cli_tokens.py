@@ -7,12 +7,10 @@ import time
 from pathlib import Path
 
 import jwt
-from cli_support import (  # noqa: F401 - fixtures
+from cli_support import (
     ALICE,
     GROUP,
     Servers,
-    _servers,
-    _workdir,
     base_env,
     daily_env,
     invoke,
@@ -37,7 +35,7 @@ def test_mint_self_signs_a_token_that_joins_the_room(servers: Servers, workdir: 
     assert claims["ud"] == "ops" and claims["u"] == "Ops" and claims["o"] is True
     assert claims["exp"] == room_config(servers, "debug")["exp"]  # like the bridge: tokens live as long as the room
     assert "expires" in result.stderr
-    servers.call(lambda: servers.emulator.join("debug", token))  # Daily (the emulator) accepts it
+    servers.run(lambda: servers.emulator.join("debug", token))  # Daily (the emulator) accepts it
     assert servers.emulator.requests["POST /meeting-tokens"] == 0
 
 
@@ -125,7 +123,7 @@ def test_mint_audio_tokens_send_audio_only(servers: Servers, workdir: Path) -> N
     assert result.exit_code == 0, result.output
     claims = json.loads(result.stdout)["claims"]
     assert claims["vo"] is True and claims["p"] == {"hp": True, "cs": "a", "ca": False}
-    servers.call(lambda: servers.emulator.join("debug", json.loads(result.stdout)["token"]))
+    servers.run(lambda: servers.emulator.join("debug", json.loads(result.stdout)["token"]))
     [p] = servers.emulator.participants("debug")
     assert p.can_send == {"audio"} and p.start_video_off
     human = invoke(["token", "decode", json.loads(result.stdout)["token"]], env)

@@ -5,60 +5,22 @@ The live view itself is driven in a real terminal in test_cli_watch_tmux.py.
 
 from __future__ import annotations
 
-import io
 import json
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from cli_support import (  # noqa: F401 - fixtures
-    ADMIN_TOKEN,
-    GROUP,
-    Servers,
-    _default_port_busy,
-    _servers,
-    _workdir,
-    bridge_app,
-    daily_env,
-    invoke,
-    one_line_error,
-)
+from cli_support import ADMIN_TOKEN, Servers, bridge_app, bridge_settings, daily_env, invoke, one_line_error, start_call
 from procs import free_port
 
-from videobridge.config import Settings
 from videobridge.devjwt import DevSigner
 
-pytestmark = pytest.mark.usefixtures("default_port_busy")  # a forgotten --url meets a decoy
+pytestmark = pytest.mark.usefixtures("default_port_busy", "quiet_daemon_logs")  # a forgotten --url meets a decoy
 
 
-@pytest.fixture(autouse=True)
-def _quiet_daemon_logs() -> Iterator[None]:
-    """The daemon thread logs while CliRunner owns sys.stdout: keep its lines out of the output."""
-    from videobridge.logs import configure_logging, reset_logging
-
-    configure_logging(fmt="json", level="warning", stream=io.StringIO(), journal=False)
-    yield
-    reset_logging()
-
-
-def bridge_settings(servers: Servers, workdir: Path, signer: DevSigner, **changes: Any) -> Settings:
-    values: dict[str, Any] = {"daily_api_key": servers.api_key, "daily_api_url": servers.url,
-                              "oc_public": signer.public_pem, "state_path": workdir / "bridge.json",
-                              "presence_interval": 3600.0, "admin_token": ADMIN_TOKEN}
-    values.update(changes)
-    return Settings(**values)
-
-
-def start_call(url: str, signer: DevSigner, call_type: str = "Default") -> dict[str, Any]:
-    jwt = signer.video_call_token("StartVideoCall", user_id="724ke-xyaaa-aaaan-ayptq-cai",
-                                  chat_id={"Group": GROUP}, call_type=call_type, is_diamond=False)
-    request = urllib.request.Request(f"{url}/room/meeting_access_token?initiator-username=alice",
-                                     headers={"x-auth-jwt": jwt})
-    with urllib.request.urlopen(request, timeout=15) as resp:
-        return dict(json.loads(resp.read()))
+def serve_bridge(servers: Servers, workdir: Path, signer: DevSigner, **changes: Any) -> str:
+    return servers.serve(bridge_app(bridge_settings(servers, workdir / "bridge.json", signer.public_pem, **changes)))
 
 
 def watch_env(servers: Servers, workdir: Path, **values: str | None) -> dict[str, str | None]:
@@ -66,7 +28,7 @@ def watch_env(servers: Servers, workdir: Path, **values: str | None) -> dict[str
 
 
 def test_once_prints_one_frame_with_the_tracked_calls(servers: Servers, workdir: Path, signer: DevSigner) -> None:
-    url = servers.serve(bridge_app(bridge_settings(servers, workdir, signer)))
+    url = serve_bridge(servers, workdir, signer)
     env = watch_env(servers, workdir)
     empty = invoke(["calls", "watch", "--once", "--url", url], env)
     assert empty.exit_code == 0, empty.output
@@ -96,11 +58,10 @@ def test_once_fails_in_one_line_when_the_daemon_cannot_be_asked(servers: Servers
                    "connection refused")
     one_line_error(invoke(["calls", "watch", "--once", "--json", "--url", down], env), 1, "cannot reach")
 
-    no_admin = servers.serve(bridge_app(bridge_settings(servers, workdir, signer, admin_token=None,
-                                                        state_path=workdir / "b2.json")))
+    no_admin = serve_bridge(servers, workdir, signer, admin_token=None, state_path=workdir / "b2.json")
     one_line_error(invoke(["calls", "watch", "--once", "--url", no_admin], env), 1, "no admin API", "HTTP 404")
 
-    url = servers.serve(bridge_app(bridge_settings(servers, workdir, signer, state_path=workdir / "b3.json")))
+    url = serve_bridge(servers, workdir, signer, state_path=workdir / "b3.json")
     other = watch_env(servers, workdir, VIDEOBRIDGE_ADMIN_TOKEN="another-admin-token-0123456789")
     one_line_error(invoke(["calls", "watch", "--once", "--url", url], other), 1, "refused VIDEOBRIDGE_ADMIN_TOKEN")
 

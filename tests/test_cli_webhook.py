@@ -6,10 +6,8 @@ import base64
 import json
 from pathlib import Path
 
-from cli_support import (  # noqa: F401 - fixtures
+from cli_support import (
     Servers,
-    _servers,
-    _workdir,
     daily_env,
     hook_receiver,
     invoke,

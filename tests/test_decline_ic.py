@@ -11,10 +11,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+from fakeic import FakeIC
 from helpers import ALICE, BOB, CAROL, COMMUNITY, GROUP, LOCAL_USER_INDEX, bridge_of, decline_token, start_token
-from test_notify_contract import DECLINED, END, START, _ic, _ic_bridge, received, settled  # noqa: F401 (fixtures)
+from ic_support import CONTRACT_USERS, DECLINED, END, START, ICFactory, received, settled
 
 from videobridge.userid import user_canister_id
+
+
+@pytest.fixture(name="ic")
+def _ic(make_ic: ICFactory) -> FakeIC:
+    """test_notify_contract's canisters: declines go to the local user index."""
+    return make_ic(users=CONTRACT_USERS, local_user_index=True)
 
 
 async def started(client: Any, signer: Any, user: str, chat: dict[str, Any]) -> int:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_store import call, note
+from store_support import call, note
 
 from videobridge.errors import StateError
 from videobridge.models import CallState
@@ -31,7 +31,7 @@ CHILD = r"""
 import asyncio, os, signal, sys, threading
 from pathlib import Path
 sys.path.insert(0, sys.argv[4])
-from test_store import call
+from store_support import call
 import videobridge.state.snapshot as storage
 from videobridge.state.filestore import Change, FileStore
 
@@ -268,7 +268,7 @@ WRITER = r"""
 import asyncio, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
-from test_store import call
+from store_support import call
 from videobridge.state.filestore import Change, FileStore
 
 async def main():

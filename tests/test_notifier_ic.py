@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import structlog
-from fakeic import FakeIC, Trap, fake_ic, generate_pem, principal_of_pem  # noqa: F401 - fixture
+from fakeic import FakeIC, Trap, generate_pem, principal_of_pem
 from helpers import ALICE, BOB
 
 from videobridge.chats import ChannelChat, DirectChat, GroupChat, room_name
@@ -38,7 +38,7 @@ MakeNotifier = Callable[..., IcNotifier]
 
 
 @pytest.fixture
-def fake(fake_ic: FakeIC) -> FakeIC:  # noqa: F811 - the fixture imported above
+def fake(fake_ic: FakeIC) -> FakeIC:
     fake_ic.operators = {OPERATOR}
     fake_ic.add_canister(GROUP, CanisterKind.GROUP)
     fake_ic.add_canister(COMMUNITY, CanisterKind.COMMUNITY)

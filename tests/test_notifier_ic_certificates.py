@@ -7,26 +7,21 @@ delivered once the IC answers with a good certificate again.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 import structlog
 from aiohttp.test_utils import TestClient
-from fakeic import CERTIFICATE_FAULTS, FakeIC, fake_ic, generate_pem, principal_of_pem  # noqa: F401 - fixture
-from helpers import GROUP, bridge_of, get_token, start_token
+from fakeic import CERTIFICATE_FAULTS, FakeIC, principal_of_pem
+from helpers import GROUP, bridge_of, eventually, get_token, start_token
+from ic_support import FAST_RETRY, OPERATOR_PEM
 
 from videobridge.models import CanisterKind, Notification, NotificationKind
 from videobridge.notifier import Delivered, IcNotifier, Success, TransientNotifyError, load_identity
-from videobridge.outbox import RetryPolicy
-
-OPERATOR_PEM = generate_pem()
-FAST_RETRY = RetryPolicy(initial=0.05, maximum=0.2)
 
 
 @pytest.fixture
-def fake(fake_ic: FakeIC) -> FakeIC:  # noqa: F811 - the fixture imported above
+def fake(fake_ic: FakeIC) -> FakeIC:
     fake_ic.operators = {principal_of_pem(OPERATOR_PEM)}
     fake_ic.add_canister(GROUP, CanisterKind.GROUP)
     return fake_ic
@@ -103,14 +98,6 @@ async def notification_counts(client: TestClient) -> dict[str, float]:
             for line in text.splitlines() if line.startswith(prefix)}
 
 
-async def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
 @pytest.mark.parametrize("fault", ["wrong_root", "junk_signature", "stale_time", "uncovered"])
 async def test_the_outbox_retries_until_the_certificate_verifies(make_bridge, fake, signer, fault: str) -> None:
     fake.sign_wrongly(fault)
@@ -119,12 +106,12 @@ async def test_the_outbox_retries_until_the_certificate_verifies(make_bridge, fa
     with structlog.testing.capture_logs() as logs:
         status, body = await get_token(client, start_token(signer))
         assert status == 200
-        await wait_for(lambda: len(fake.calls) >= 3)
+        await eventually(lambda: len(fake.calls) >= 3, timeout=10.0)
         counts = await notification_counts(client)
         assert counts["retry"] >= 2 and counts["success"] == 0
         assert len(bridge_of(client).store.outbox) == 1, "not delivered: still queued"
         fake.sign_correctly()
-        await wait_for(lambda: not bridge_of(client).store.outbox)
+        await eventually(lambda: not bridge_of(client).store.outbox, timeout=10.0)
     counts = await notification_counts(client)
     assert counts["success"] == 1
     assert {c.args["message_id"] for c in fake.calls} == {int(body["messageId"])}, "same message id every time"
@@ -137,7 +124,7 @@ async def test_without_a_root_key_setting_the_bridge_trusts_only_mainnet(make_br
         client = await make_bridge(notifier=None, notify_retry=FAST_RETRY, ic_url=fake.url,
                                    oc_identity=OPERATOR_PEM)
         await get_token(client, start_token(signer))
-        await wait_for(lambda: len(fake.calls) >= 2)
+        await eventually(lambda: len(fake.calls) >= 2, timeout=10.0)
     (warning,) = [e for e in logs if e["event"] == "ic_root_key_mainnet"]
     assert warning["log_level"] == "warning" and "VIDEOBRIDGE_IC_ROOT_KEY" in warning["reason"]
     assert [e["ic_root_key"] for e in logs if e["event"] == "ic_identity"] == ["mainnet"]

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 from aiohttp.test_utils import TestClient
-from fakeic import FakeIC, generate_pem, principal_of_pem
+from fakeic import FakeIC
 from helpers import (
     ADMIN_TOKEN,
     ALICE,
@@ -30,53 +28,29 @@ from helpers import (
     get_token,
     start_token,
 )
+from ic_support import (
+    CAROL_MU,
+    CONTRACT_USERS,
+    DAVE_MU,
+    DECLINED,
+    END,
+    ERIN_MU,
+    MU_A,
+    MU_B,
+    START,
+    ICFactory,
+    received,
+    settled,
+)
 
-from videobridge.models import CanisterKind
-from videobridge.notifier import IcNotifier, load_identity
-from videobridge.outbox import RetryPolicy
 from videobridge.principal import bytes_to_principal
 
-FAST_RETRY = RetryPolicy(initial=0.05, maximum=0.2)
-OPERATOR_PEM = generate_pem()
-OPERATOR = principal_of_pem(OPERATOR_PEM)
-START, END, DECLINED = "start_video_call_v2", "end_video_call_v2", "video_call_declined"
-
-# MultiUser canisters and their users, built from the rule by hand: 8 bytes, index low byte,
-# then 0x80 | index high bits.
-MU_A = bytes_to_principal(bytes.fromhex("0000000000a00001" "0101"))
-MU_B = bytes_to_principal(bytes.fromhex("0000000000b00002" "0101"))
-CAROL_MU = bytes_to_principal(bytes.fromhex("0000000000a00001" "0080"))  # index 0 in MU_A
-DAVE_MU = bytes_to_principal(bytes.fromhex("0000000000a00001" "ffff"))  # index 32767 in MU_A
-ERIN_MU = bytes_to_principal(bytes.fromhex("0000000000b00002" "0580"))  # index 5 in MU_B
 CHATS = {"group": {"Group": GROUP}, "channel": {"Channel": [COMMUNITY, str(2**32 + 7)]}, "direct": {"Direct": BOB}}
 
 
 @pytest.fixture(name="ic")
-def _ic() -> Iterator[FakeIC]:
-    with FakeIC(operators={OPERATOR}) as fake:
-        fake.add_canister(GROUP, CanisterKind.GROUP)
-        fake.add_canister(COMMUNITY, CanisterKind.COMMUNITY)
-        fake.add_canister(LOCAL_USER_INDEX, CanisterKind.LOCAL_USER_INDEX)
-        fake.add_users(ALICE, BOB, CAROL_MU, ERIN_MU)  # DAVE_MU lives in CAROL_MU's canister
-        yield fake
-
-
-@pytest.fixture(name="ic_bridge")
-def _ic_bridge(make_bridge: Callable[..., Awaitable[TestClient]], ic: FakeIC) -> Callable[..., Awaitable[TestClient]]:
-    async def make(**changes: Any) -> TestClient:
-        notifier = IcNotifier(ic_url=ic.url, identity=load_identity(OPERATOR_PEM), request_timeout=0.5, deadline=1.0,
-                              root_key=ic.root_key_der)
-        return await make_bridge(notifier=notifier, notify_retry=FAST_RETRY, **changes)
-
-    return make
-
-
-async def settled(client: TestClient, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while bridge_of(client).store.outbox:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"outbox still holds {len(bridge_of(client).store.outbox)} notifications")
-        await asyncio.sleep(0.02)
+def _ic(make_ic: ICFactory) -> FakeIC:
+    return make_ic(users=CONTRACT_USERS, local_user_index=True)
 
 
 async def start(client: TestClient, signer: Any, user: str, chat: dict[str, Any], **claims: Any) -> dict[str, Any]:
@@ -89,11 +63,6 @@ async def start(client: TestClient, signer: Any, user: str, chat: dict[str, Any]
 async def end(client: TestClient, signer: Any, user: str, chat: dict[str, Any]) -> None:
     async with client.post("/room/end_meeting", headers={"x-auth-jwt": end_token(signer, user, chat)}) as resp:
         assert (await resp.json())["ended"] is True
-
-
-def received(ic: FakeIC) -> list[tuple[str, str, dict[str, Any]]]:
-    assert all(c.ignored == () for c in ic.calls), [c.ignored for c in ic.calls]
-    return [(c.canister_id, c.method, c.args) for c in ic.calls]
 
 
 async def metric(client: TestClient, line: str) -> bool:

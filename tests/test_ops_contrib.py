@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_until
 from ops_support import REPO, require_tool
 from procs import EmulatorThread, ServeProcess, free_port, serve_env
 from prometheus_client.parser import text_string_to_metric_families
@@ -134,15 +134,6 @@ def scrape_names(base: str) -> set[str]:
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def eventually(check: Any, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what}")
-
-
 @pytest.mark.timeout(300)
 def test_every_series_the_rules_and_dashboard_read_is_exported(tmp_path: Path, signer: DevSigner) -> None:
     used = set(SERIES.findall(RULES.read_text())) | {n for e in dashboard_exprs() for n in SERIES.findall(e)}
@@ -163,7 +154,7 @@ def test_every_series_the_rules_and_dashboard_read_is_exported(tmp_path: Path, s
                             signer.video_call_token("StartVideoCall", user_id=alice, chat_id=chat,
                                                     call_type="Default", is_diamond=False))
             daily.run(lambda: daily.emu.join(grant["roomName"], grant["token"]))
-            eventually(lambda: "videobridge_presence_last_success_age_seconds" in scrape_names(base),
+            wait_until(lambda: "videobridge_presence_last_success_age_seconds" in scrape_names(base),
                        "a good presence poll")
             daily.run(lambda: daily.emu.leave_all(grant["roomName"]))
             ended = request(base, "/room/end_meeting",

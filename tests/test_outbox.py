@@ -4,56 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp.test_utils import TestClient
-from fakeic import FakeIC, generate_pem, principal_of_pem
+from fakeic import generate_pem
 from helpers import ALICE, BOB, COMMUNITY, GROUP, bridge_of, end_token, get_token, start_token
+from ic_support import OPERATOR, settled
 from redis_support import STORES, on_store
 
 from videobridge.config import Settings
-from videobridge.models import CanisterKind
-from videobridge.notifier import Error, IcNotifier, load_identity
+from videobridge.notifier import Error
 from videobridge.outbox import RetryPolicy
-
-FAST_RETRY = RetryPolicy(initial=0.05, maximum=0.2)
-OPERATOR_PEM = generate_pem()
-OPERATOR = principal_of_pem(OPERATOR_PEM)
 
 
 @pytest.fixture(name="settings", params=STORES)
 def _settings_on_each_store(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     return on_store(request, settings)
-
-
-@pytest.fixture(name="ic")
-def _ic() -> AsyncIterator[FakeIC]:
-    with FakeIC(operators={OPERATOR}) as fake:
-        fake.add_canister(GROUP, CanisterKind.GROUP)
-        fake.add_canister(COMMUNITY, CanisterKind.COMMUNITY)
-        fake.add_canister(ALICE, CanisterKind.USER)
-        fake.add_canister(BOB, CanisterKind.USER)
-        yield fake
-
-
-@pytest.fixture(name="ic_bridge")
-def _ic_bridge(make_bridge, ic) -> Callable[..., Awaitable[TestClient]]:
-    async def make(pem: str = OPERATOR_PEM, **changes) -> TestClient:
-        notifier = IcNotifier(ic_url=ic.url, identity=load_identity(pem), request_timeout=0.5, deadline=1.0,
-                              root_key=ic.root_key_der)
-        retry = changes.pop("notify_retry", FAST_RETRY)
-        return await make_bridge(notifier=notifier, notify_retry=retry, **changes)
-
-    return make
-
-
-async def settled(client: TestClient, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while bridge_of(client).store.outbox:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"outbox still holds {len(bridge_of(client).store.outbox)} notifications")
-        await asyncio.sleep(0.02)
 
 
 async def start_and_end(client: TestClient, signer, user: str, chat: dict, **query: str) -> dict:

@@ -140,11 +140,7 @@ async def test_serve_from_the_zipapp(pyz: Path, python: str, tmp_path: Path, api
         env = serve_env(tmp_path, daily, signer, NOTIFY_SOCKET=notify.path, PORT=str(port),
                         SHIV_ROOT=str(tmp_path / "shiv"))
         env["PATH"] = "/usr/bin:/bin"
-        out, err = tmp_path / "pyz.stdout", tmp_path / "pyz.stderr"
-        with open(out, "wb") as o, open(err, "wb") as e:
-            popen = subprocess.Popen([python, str(pyz), "serve"], env=env, cwd=tmp_path, stdout=o, stderr=e,
-                                     stdin=subprocess.DEVNULL)
-        proc = ServeProcess(popen=popen, port=port, out_path=out, err_path=err)
+        proc = ServeProcess.start(env, cwd=tmp_path, port=port, name="pyz", command=[python, str(pyz), "serve"])
         try:
             await asyncio.to_thread(notify.wait_for, "READY=1", timeout=60, proc=proc)
             async with aiohttp.ClientSession() as http:
@@ -178,11 +174,7 @@ async def test_zipapp_verifies_ic_certificates(pyz: Path, python: str, tmp_path:
                         SHIV_ROOT=str(tmp_path / "shiv"), IC_URL=ic.url, OC_IDENTITY=pem.replace("\n", "\\n"),
                         VIDEOBRIDGE_IC_ROOT_KEY=ic.root_key_hex, VIDEOBRIDGE_LOG_FORMAT="json")
         env["PATH"] = "/usr/bin:/bin"
-        out, err = tmp_path / "pyz.stdout", tmp_path / "pyz.stderr"
-        with open(out, "wb") as o, open(err, "wb") as e:
-            popen = subprocess.Popen([python, str(pyz), "serve"], env=env, cwd=tmp_path, stdout=o, stderr=e,
-                                     stdin=subprocess.DEVNULL)
-        proc = ServeProcess(popen=popen, port=port, out_path=out, err_path=err)
+        proc = ServeProcess.start(env, cwd=tmp_path, port=port, name="pyz", command=[python, str(pyz), "serve"])
 
         async def logged(text: str, timeout: float = 30.0) -> None:
             deadline = time.monotonic() + timeout

@@ -9,7 +9,7 @@ import json
 
 import pytest
 from redis_support import RedisServer
-from test_store import call, note
+from store_support import call, note
 
 from videobridge.errors import StateError
 from videobridge.models import CallState

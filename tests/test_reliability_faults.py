@@ -10,30 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from fakeic import FakeIC, generate_pem, principal_of_pem
-from helpers import ALICE, BOB, GROUP, bridge_of, end_token, get_token, join_token, start_token
+from fakeic import FakeIC
+from helpers import ALICE, BOB, GROUP, bridge_of, end_token, eventually, get_token, join_token, start_token
+from ic_support import OPERATOR, OPERATOR_PEM
 
 from videobridge.models import CallState, CanisterKind, NotificationKind
 from videobridge.notifier import END_METHOD, START_METHOD, IcNotifier, Success, load_identity
 
 START_DEADLINE = 10.0  # CallService's Daily budget for a start, retries included
 SLACK = 1.5
-
-OPERATOR_PEM = generate_pem()
-OPERATOR = principal_of_pem(OPERATOR_PEM)
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> float:
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - started
 
 
 async def timed(coro: Any) -> tuple[float, Any]:
@@ -138,7 +127,8 @@ async def test_room_delete_storm_keeps_the_end_and_the_poller_finishes_it(make_b
     b = bridge_of(client)
     _, started = await get_token(client, start_token(signer))
     room, message_id = started["roomName"], int(started["messageId"])
-    await eventually(lambda: any(n.kind is NotificationKind.START for n in notifier.sent), what="start delivered")
+    await eventually(lambda: any(n.kind is NotificationKind.START for n in notifier.sent), timeout=10.0,
+                     what="start delivered")
     emulator.fail_next("DELETE /rooms/:name", 500, times=100_000)
     task = asyncio.create_task(timed(end_meeting(client, end_token(signer))))
     # The end notification is queued (durably) long before Daily gives up.
@@ -162,7 +152,7 @@ async def test_poller_rides_out_a_presence_outage(make_bridge, signer, emulator,
     room = started["roomName"]
     emulator.fail_next("GET /presence", 503, times=100_000)
     session = emulator.join(room, started["token"])
-    await eventually(lambda: b.poller.failures >= 2, what="failed polls")
+    await eventually(lambda: b.poller.failures >= 2, timeout=10.0, what="failed polls")
     assert b.store.calls[room].state is CallState.STARTING
     emulator.clear_faults()
     await eventually(lambda: b.store.calls[room].state is CallState.LIVE, timeout=15, what="poller recovered")
@@ -222,7 +212,8 @@ async def test_end_after_a_lost_ic_answer_still_reaches_the_ic(ic_bridge, fake, 
     fake.reply = slow_first_answer
     _, started = await get_token(ic_bridge, start_token(signer))
     message_id = int(started["messageId"])
-    await eventually(lambda: ic_methods(fake, message_id) == [START_METHOD], what="start executed at the IC")
+    await eventually(lambda: ic_methods(fake, message_id) == [START_METHOD], timeout=10.0,
+                     what="start executed at the IC")
     # The notifier timed out: the start is back in the outbox, waiting for its retry.
     await eventually(lambda: b.outbox.depth == 1 and message_id not in b.outbox._in_flight, timeout=5,
                      what="start waiting for a retry")
@@ -242,7 +233,7 @@ async def test_a_retry_queued_for_the_old_call_does_not_end_the_new_one(bridge, 
     room = first["roomName"]
     emulator.hang_next("DELETE /rooms/:name", seconds=0.5)  # a slow delete keeps the old call "ending"
     ending = asyncio.create_task(end_meeting(bridge, end_token(signer)))
-    await eventually(lambda: b.store.calls[room].state is CallState.ENDING, what="old call ending")
+    await eventually(lambda: b.store.calls[room].state is CallState.ENDING, timeout=10.0, what="old call ending")
     starting = asyncio.create_task(get_token(bridge, start_token(signer, BOB)))  # waits for the room
     await asyncio.sleep(0.05)
     await b.poller.poll_once()  # sees the ending call and queues a retry of its end

@@ -14,11 +14,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from helpers import wait_until
 from procs import EmulatorThread, ServeProcess, free_port, serve_env
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -36,16 +35,6 @@ def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         text = resp.read().decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 def test_a_bridge_that_was_down_heals_its_tripped_webhook(tmp_path: Path, signer: DevSigner) -> None:
@@ -67,7 +56,7 @@ def test_a_bridge_that_was_down_heals_its_tripped_webhook(tmp_path: Path, signer
                                   "--retry-type", "circuit-breaker"], env={**env, "PATH": os.environ["PATH"]},
                                  cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
             assert cli.returncode == 0, cli.stderr
-            eventually(lambda: scrape(base).get(("videobridge_webhook_state", (("state", "ACTIVE"),))) == 1,
+            wait_until(lambda: scrape(base).get(("videobridge_webhook_state", (("state", "ACTIVE"),))) == 1,
                        "the first bridge sees its webhook ACTIVE")
         finally:
             assert first.stop() == 0
@@ -77,13 +66,13 @@ def test_a_bridge_that_was_down_heals_its_tripped_webhook(tmp_path: Path, signer
         daily.run(lambda: emu.store.create("lobby", "public", {"exp": int(time.time()) + 3600}))
         for _ in range(3):
             daily.run(lambda: emu.join("lobby", None))
-        eventually(lambda: daily.run(lambda: record.state) == "FAILED", "the emulator's breaker trips")
+        wait_until(lambda: daily.run(lambda: record.state) == "FAILED", "the emulator's breaker trips")
         delivered = daily.run(lambda: emu.dispatcher.delivered)
         daily.run(lambda: emu.join("lobby", None))  # a FAILED webhook gets nothing more
 
         second = serve("second", VIDEOBRIDGE_WEBHOOK_AUTOHEAL="false")
         try:
-            eventually(lambda: scrape(base)[("videobridge_webhook_checks_total", (("outcome", "ok"),))] >= 2,
+            wait_until(lambda: scrape(base)[("videobridge_webhook_checks_total", (("outcome", "ok"),))] >= 2,
                        "two checks with self-heal off")
             found = scrape(base)
             assert found[("videobridge_webhook_state", (("state", "FAILED"),))] == 1
@@ -97,15 +86,15 @@ def test_a_bridge_that_was_down_heals_its_tripped_webhook(tmp_path: Path, signer
 
         third = serve("third")
         try:
-            eventually(lambda: daily.run(lambda: record.state) == "ACTIVE", "the bridge reactivates its webhook")
-            eventually(lambda: scrape(base)[("videobridge_webhook_state", (("state", "ACTIVE"),))] == 1,
+            wait_until(lambda: daily.run(lambda: record.state) == "ACTIVE", "the bridge reactivates its webhook")
+            wait_until(lambda: scrape(base)[("videobridge_webhook_state", (("state", "ACTIVE"),))] == 1,
                        "the state metric follows")
             found = scrape(base)
             assert found[("videobridge_webhook_reactivations_total", (("outcome", "ok"),))] == 1
             assert found[("videobridge_webhook_state", (("state", "FAILED"),))] == 0
             # Events reach the bridge again.
             daily.run(lambda: emu.join("lobby", None))
-            eventually(lambda: scrape(base)[("videobridge_webhook_events_total", (("verdict", "accepted"),))] >= 1,
+            wait_until(lambda: scrape(base)[("videobridge_webhook_events_total", (("verdict", "accepted"),))] >= 1,
                        "an event delivered after the heal")
             assert daily.run(lambda: emu.dispatcher.delivered) > delivered
         finally:

@@ -24,9 +24,9 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import cbor2  # noqa: E402
+from certificate_support import CANISTER, MAINNET_CERT, MAINNET_CERT_TIME  # noqa: E402
 from fakeic import FakeIC, generate_pem, principal_of_pem  # noqa: E402
 from helpers import GROUP  # noqa: E402
-from test_notifier_certificate import CANISTER, MAINNET_CERT, MAINNET_CERT_TIME  # noqa: E402
 
 from videobridge.models import CanisterKind, Notification, NotificationKind  # noqa: E402
 from videobridge.notifier import CertificateVerifier, Delivered, IcNotifier, load_identity  # noqa: E402
