@@ -235,3 +235,69 @@ def test_malformed_http_requests_are_one_short_warning():
     record = json.loads(line)
     assert record["level"] == "warning" and record["event"] == "bad HTTP request: LineTooLong"
     assert "exception" not in record and "Traceback" not in line
+
+
+_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
+ACCESS_CASES: list[dict[str, Any]] = [
+    {"method": "GET", "path": "/room/meeting_access_token?initiator-username=alice", "status": 200,
+     "duration_ms": 0.73456, "claim_type": "JoinVideoCall", "chat_kind": "group", "outcome": "joined"},
+    {"method": "POST", "path": f"/room/x/{JWT}", "status": 503, "duration_ms": 1e-9, "outcome": None},
+    {"method": "GE T", "path": "/a b/Bearer opaque-bearer-789#x", "status": 404, "duration_ms": float("nan")},
+    {"method": "GET", "path": "/\u00fc\n\"q\"", "status": 500, "duration_ms": 2, "token": "opaque-bearer-789",
+     "api_key": None, "has_token": True, "detail": {"secret": "hmac-456", "n": [JWT, 1.5]}, "count": 3},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fmt", "level", "journal"), [
+    ("json", "info", False), ("json", "info", True), ("console", "info", False), ("json", "warning", False),
+    ("json", "critical", False),
+])  # fmt: skip
+def test_access_line_fast_path_writes_exactly_what_the_chain_writes(
+        fmt: str, level: str, journal: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import videobridge.logs as logs
+
+    def written(fast: bool) -> list[str]:
+        out = io.StringIO()
+        configure_logging(fmt=fmt, level=level, stream=out, journal=journal)  # type: ignore[arg-type]
+        log = structlog.get_logger("videobridge.http").bind()  # as the middleware binds it
+        if fast:
+            emit = logs._AccessLines.emit
+            taken: list[bool] = []
+            monkeypatch.setattr(logs._AccessLines, "emit", lambda *a: taken.append(emit(*a)) or taken[-1])
+        else:
+            monkeypatch.setattr(logs, "_access_lines", None)
+        for case in ACCESS_CASES:
+            access_line(log, **case)
+        monkeypatch.undo()
+        if fast:
+            assert taken == [True] * len(ACCESS_CASES)
+        return [_STAMP.sub("<ts>", line) for line in out.getvalue().splitlines()]
+
+    fast, chain = written(True), written(False)
+    assert fast == chain
+    assert_no_secret("\n".join(fast))
+    expected = {"info": 4, "warning": 2, "critical": 0}[level]  # 5xx lines are errors
+    assert len(fast) == expected and all("<ts>" in line for line in fast)
+
+
+def test_access_line_takes_the_chain_when_the_chain_is_not_the_configured_one() -> None:
+    import videobridge.logs as logs
+
+    out = io.StringIO()
+    configure_logging(fmt="json", stream=out)
+    fast = logs._access_lines
+    assert fast is not None
+    bound = structlog.get_logger("videobridge.http").bind()
+    assert not fast.emit(get_logger("videobridge.http"), False, {})  # a lazy proxy: the chain
+    assert not fast.emit(bound.bind(request_id="r1"), False, {})  # bound context: the chain
+    with structlog.testing.capture_logs() as captured:  # edits the processor list in place
+        access_line(bound, method="GET", path="/healthz", status=200, duration_ms=0.1)
+    assert captured == [{"event": "http_request", "log_level": "info", "method": "GET", "path": "/healthz",
+                         "status": 200, "duration_ms": 0.1}]
+    configure_logging(fmt="json", stream=out)  # a new chain: the old logger keeps the old one
+    access_line(bound, method="GET", path="/healthz", status=200, duration_ms=0.1)
+    access_line(bound, method="GET", path="/healthz", status=200, duration_ms=0.1, event_id="e", logger="x")
+    first, second = lines(out)
+    assert first["event"] == "http_request" and first["logger"] == "videobridge.http"
+    assert second["logger"] == "x" and second["event_id"] == "e"
+    assert out.getvalue().count("http_request") == 2
