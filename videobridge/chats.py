@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeAlias
@@ -136,6 +137,7 @@ def chat_from_claim(chat_id: Any, user_id: str) -> Chat:
     raise InvalidChat(f"unknown chat kind {str(tag)[:32]!r}")
 
 
+@functools.lru_cache(maxsize=4096)  # pure; every join of a call asks it for the same chat
 def room_name(chat: Chat) -> str:
     if isinstance(chat, GroupChat):
         return "G" + _b64(principal_to_bytes(chat.group_id))

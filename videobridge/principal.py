@@ -12,6 +12,7 @@ import zlib
 
 MAX_PRINCIPAL_BYTES = 29
 _TEXT_RE = re.compile(r"^[a-z2-7]{1,5}(-[a-z2-7]{1,5})*$")
+_GROUPED_RE = re.compile(r"(?:[a-z2-7]{5}-)*")  # after _TEXT_RE: canonical iff this eats all dashes
 _TO_INT_BASE32 = str.maketrans("abcdefghijklmnopqrstuvwxyz234567", "0123456789abcdefghijklmnopqrstuv")
 _VALID_TAIL = {0, 2, 4, 5, 7}  # unpadded base32 lengths mod 8 that whole bytes can produce
 
@@ -25,7 +26,7 @@ def principal_to_bytes(text: str) -> bytes:
     if not isinstance(text, str) or not _TEXT_RE.match(text) or len(text) > 63:
         raise InvalidPrincipal("not a principal in text form")
     raw = text.replace("-", "")
-    if len(raw) % 8 not in _VALID_TAIL or any(len(g) != 5 for g in text.split("-")[:-1]):
+    if len(raw) % 8 not in _VALID_TAIL or "-" in text[_GROUPED_RE.match(text).end():]:  # type: ignore[union-attr]
         raise InvalidPrincipal("not in canonical form")
     # base32 via int(): base64.b32decode is a pure-Python loop on 3.11 and this runs per request
     bits = 5 * len(raw)
