@@ -8,6 +8,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -245,7 +246,12 @@ ACCESS_CASES: list[dict[str, Any]] = [
     {"method": "GE T", "path": "/a b/Bearer opaque-bearer-789#x", "status": 404, "duration_ms": float("nan")},
     {"method": "GET", "path": "/\u00fc\n\"q\"", "status": 500, "duration_ms": 2, "token": "opaque-bearer-789",
      "api_key": None, "has_token": True, "detail": {"secret": "hmac-456", "n": [JWT, 1.5]}, "count": 3},
+    {"method": "GET", "path": "/healthz", "status": HTTPStatus.OK, "duration_ms": float("-inf"), "retried": False,
+     "secret": 7, "hmac": 0.5, "outcome": "joined"},
+    {"method": "OPTIONS", "path": "/room/leave", "status": 204, "duration_ms": float("inf"), "claim_type": "\t",
+     "outcome": "left", "kept": True, "n": -(2**70), "password": 31337, "x_hmac": 2.5},
 ]  # fmt: skip
+ACCESS_CASES += ACCESS_CASES  # the second time round, recurring strings come from the cache
 
 
 @pytest.mark.parametrize(("fmt", "level", "journal"), [
@@ -276,7 +282,7 @@ def test_access_line_fast_path_writes_exactly_what_the_chain_writes(
     fast, chain = written(True), written(False)
     assert fast == chain
     assert_no_secret("\n".join(fast))
-    expected = {"info": 4, "warning": 2, "critical": 0}[level]  # 5xx lines are errors
+    expected = {"info": 12, "warning": 4, "critical": 0}[level]  # 5xx lines are errors
     assert len(fast) == expected and all("<ts>" in line for line in fast)
 
 
@@ -301,3 +307,17 @@ def test_access_line_takes_the_chain_when_the_chain_is_not_the_configured_one() 
     assert first["event"] == "http_request" and first["logger"] == "videobridge.http"
     assert second["logger"] == "x" and second["event_id"] == "e"
     assert out.getvalue().count("http_request") == 2
+
+
+def test_access_line_json_is_written_directly_unless_a_value_needs_the_renderer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import videobridge.logs as logs
+
+    configure_logging(fmt="json", stream=io.StringIO())
+    direct: list[str | None] = []
+    real = logs._json_access_line
+    monkeypatch.setattr(logs, "_json_access_line", lambda *a: direct.append(real(*a)) or direct[-1])
+    log = structlog.get_logger("videobridge.http").bind()
+    for case in ACCESS_CASES[:5]:
+        access_line(log, **case)
+    assert [line is not None for line in direct] == [True, True, True, False, False]  # a dict; an IntEnum
