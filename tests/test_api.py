@@ -220,3 +220,15 @@ async def test_a_failed_state_write_acknowledges_nothing(bridge, signer, monkeyp
     monkeypatch.undo()
     status, body = await get_token(bridge, start_token(signer))
     assert 200 == status and body["joining"] is False
+
+
+@pytest.mark.parametrize("joining", [True, False])
+@pytest.mark.parametrize("token", ["eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.sig", 'odd "token" \\ \u00e9\n'])
+def test_the_join_answer_is_the_bytes_json_response_writes(token: str, joining: bool) -> None:
+    from videobridge.web.responses import join_answer, json_response
+
+    fast = join_answer(token, "GAAAAAAHwqV0BAQ", "12345678901234567890", joining)
+    plain = json_response({"token": token, "roomName": "GAAAAAAHwqV0BAQ", "messageId": "12345678901234567890",
+                           "joining": joining})
+    assert fast.body == plain.body and fast.content_type == plain.content_type == "application/json"
+    assert fast.charset == plain.charset and fast.status == plain.status == 200

@@ -45,15 +45,16 @@ class TokenGrant:
 _HS256 = jwt.get_algorithm_by_name("HS256")
 _HEADER = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")  # as PyJWT writes it
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+_str = json.encoder.encode_basestring_ascii  # what _dumps writes for a string
 
 
-def _sign(claims: dict[str, Any], key: bytes) -> str:
+def _sign_json(claims: str, key: bytes) -> str:
     """HS256 with a key PyJWT prepared once: jwt.encode re-vets the key on every call.
 
     The MAC is PyJWT's (HMAC-SHA256 of header.payload), computed by OpenSSL in one call
     instead of through an hmac.HMAC object.
     """
-    body = base64.urlsafe_b64encode(_dumps(claims).encode()).rstrip(b"=")
+    body = base64.urlsafe_b64encode(claims.encode()).rstrip(b"=")
     signing_input = _HEADER + b"." + body
     signature = base64.urlsafe_b64encode(hmac.digest(key, signing_input, hashlib.sha256)).rstrip(b"=")
     return (signing_input + b"." + signature).decode()
@@ -61,6 +62,12 @@ def _sign(claims: dict[str, Any], key: bytes) -> str:
 
 def self_signed_token(grant: TokenGrant, *, api_key: str, domain_id: str, now: int,
                       prepared_key: Any | None = None) -> str:
+    return _sign_json(_claims_json(grant, domain_id, now),
+                      prepared_key if prepared_key is not None else _HS256.prepare_key(api_key))
+
+
+def token_claims(grant: TokenGrant, *, domain_id: str, now: int) -> dict[str, Any]:
+    """The claims of a self-signed token, in the order they are written."""
     claims: dict[str, Any] = {
         "r": grant.room_name,
         "d": domain_id,
@@ -70,18 +77,35 @@ def self_signed_token(grant: TokenGrant, *, api_key: str, domain_id: str, now: i
         "u": grant.user_name,
         "o": grant.owner,
     }
-    if grant.audio_only:
-        claims["vo"] = True
-        claims["p"] = _AUDIO_OWNER_P if grant.owner else _AUDIO_PARTICIPANT_P
-    elif grant.owner:
-        claims["p"] = _OWNER_P
-    elif grant.broadcast:
-        claims["vo"] = True
-        claims["ao"] = True
-        claims["p"] = _AUDIENCE_P
-    else:
-        claims["p"] = _PARTICIPANT_P
-    return _sign(claims, prepared_key if prepared_key is not None else _HS256.prepare_key(api_key))
+    claims.update(_role_claims(bool(grant.audio_only), bool(grant.owner), bool(grant.broadcast)))
+    return claims
+
+
+def _role_claims(audio_only: bool, owner: bool, broadcast: bool) -> dict[str, Any]:
+    if audio_only:
+        return {"vo": True, "p": _AUDIO_OWNER_P if owner else _AUDIO_PARTICIPANT_P}
+    if owner:
+        return {"p": _OWNER_P}
+    if broadcast:
+        return {"vo": True, "ao": True, "p": _AUDIENCE_P}
+    return {"p": _PARTICIPANT_P}
+
+
+# The role's claims as _dumps writes them inside the object (no braces), per (audio_only, owner, broadcast).
+_ROLE_JSON = {(a, o, b): _dumps(_role_claims(a, o, b))[1:-1]
+              for a in (False, True) for o in (False, True) for b in (False, True)}
+
+
+def _claims_json(grant: TokenGrant, domain_id: str, now: int) -> str:
+    """_dumps(token_claims(...)), written out: the same text, without JSONEncoder's set-up."""
+    if not (type(now) is int and type(grant.exp) is int and type(grant.owner) is bool
+            and type(grant.room_name) is str and type(domain_id) is str and type(grant.user_id) is str
+            and type(grant.user_name) is str):
+        return _dumps(token_claims(grant, domain_id=domain_id, now=now))
+    role = _ROLE_JSON[bool(grant.audio_only), grant.owner, bool(grant.broadcast)]
+    return (f'{{"r":{_str(grant.room_name)},"d":{_str(domain_id)},"iat":{now},"exp":{grant.exp},'
+            f'"ud":{_str(grant.user_id[:USER_ID_MAX])},"u":{_str(grant.user_name)},'
+            f'"o":{"true" if grant.owner else "false"},{role}}}')
 
 
 def rest_token_properties(grant: TokenGrant) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from videobridge.errors import AuthError, BadRequest, BodyTooLarge, NotFound
 from videobridge.models import Initiator
 from videobridge.views import public_call
 from videobridge.web.keys import BRIDGE, CLAIMS, OUTCOME
-from videobridge.web.responses import error_response, json_response
+from videobridge.web.responses import error_response, join_answer, json_response
 from videobridge.webhooks.signature import MAX_BODY, PAST_WINDOW_SECONDS, WINDOW_SECONDS, Verdict, WebhookEvent
 from videobridge.wiring import Bridge
 
@@ -56,8 +56,7 @@ async def meeting_access_token(request: web.Request) -> web.Response:
     request[CLAIMS] = claims
     grant = await bridge.calls.access(claims, parse_initiator(request.query))
     request[OUTCOME] = "joined" if grant.joining else "started"
-    return json_response({"token": grant.token, "roomName": grant.room_name,
-                          "messageId": str(grant.message_id), "joining": grant.joining})
+    return join_answer(grant.token, grant.room_name, str(grant.message_id), grant.joining)
 
 
 async def end_meeting(request: web.Request) -> web.Response:
