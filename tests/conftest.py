@@ -17,7 +17,7 @@ from cli_support import DEFAULT_PORT, Servers
 from fakeic import FakeIC
 from helpers import ADMIN_TOKEN, ALICE, BOB, COMMUNITY, GROUP, HOOK_SECRET, LOCAL_USER_INDEX, RecordingNotifier
 from ic_support import FAST_RETRY, OPERATOR, OPERATOR_PEM, ICFactory
-from redis_support import RedisServer
+from redis_support import STORES, RedisServer
 
 from videobridge.config import Settings
 from videobridge.devjwt import DevSigner
@@ -150,6 +150,12 @@ def _redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(name="store_url", params=STORES)
+def _store_url(request: pytest.FixtureRequest) -> str | None:
+    """VIDEOBRIDGE_STORE for a daemon, once per store: None (the state file) or a running Redis."""
+    return None if request.param == "file" else str(request.getfixturevalue("redis_url"))
 
 
 @pytest.fixture(name="redis_url")

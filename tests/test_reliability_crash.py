@@ -5,7 +5,7 @@ this process) and the fake IC. Each round restarts the daemon on the same state 
 concurrent starts (distinct group chats, so distinct rooms) and end_meeting requests for calls
 acknowledged earlier, and SIGKILLs the daemon at a random moment. After every kill:
 
-- the state file loads;
+- the state loads (the file, or Redis: the suite runs on both stores);
 - every acknowledged start is still tracked, or its end notification is queued or delivered, or
   (only if we asked to end it) the start/end pair was cancelled before the start got out;
 - every tracked call has its start notification queued or delivered (nothing is lost).
@@ -34,7 +34,7 @@ from videobridge.chats import GroupChat, room_name
 from videobridge.devjwt import DevSigner
 from videobridge.models import CallState, CanisterKind, NotificationKind
 from videobridge.notifier import END_METHOD, START_METHOD
-from videobridge.state.filestore import read_state
+from videobridge.state import read_calls
 
 ROUNDS = int(os.environ.get("VIDEOBRIDGE_CRASH_ROUNDS", "22"))
 STARTS_PER_ROUND = 12  # enough that ROUNDS acknowledged starts survive a slow, loaded CI box
@@ -63,8 +63,8 @@ def ic_snapshot(fake: FakeIC) -> tuple[list[tuple[str, int]], set[int], set[int]
     return calls, {m for k, m in calls if k == START_METHOD}, {m for k, m in calls if k == END_METHOD}
 
 
-def check_after_kill(state: Path, fake: FakeIC, ledger: Ledger, round_no: int) -> None:
-    calls, outbox = read_state(state)  # must load: atomic writes, never a torn file
+def check_after_kill(state: Path, fake: FakeIC, ledger: Ledger, round_no: int, store_url: str | None) -> None:
+    calls, outbox = read_calls(store_url=store_url, state_path=state)  # must load: never a torn file
     tracked = {c.message_id: c for c in calls.values()}
     queued_start = {n.message_id for n in outbox.values() if n.kind is NotificationKind.START}
     queued_end = {n.message_id for n in outbox.values() if n.kind is NotificationKind.END}
@@ -141,15 +141,15 @@ async def one_round(daemon: Daemon, signer: DevSigner, groups: list[str], ledger
                 ledger.end_requested.discard(mid)
 
 
-async def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path) -> None:
+async def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path, store_url: str | None) -> None:
     seed = int(os.environ.get("VIDEOBRIDGE_CRASH_SEED", str(time.time_ns() % 2**32)))
     try:
-        await kill_rounds(tmp_path, seed)
+        await kill_rounds(tmp_path, seed, store_url)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n(replay with VIDEOBRIDGE_CRASH_SEED={seed}; timing still varies)") from None
 
 
-async def kill_rounds(tmp_path: Path, seed: int) -> None:
+async def kill_rounds(tmp_path: Path, seed: int, store_url: str | None) -> None:
     rng = random.Random(seed)
     signer = DevSigner()
     pem, operator = ic_identity()
@@ -164,25 +164,26 @@ async def kill_rounds(tmp_path: Path, seed: int) -> None:
             fake.add_canister(group, CanisterKind.GROUP)
         env = daemon_env(emulator_url=emulator.url, oc_public=signer.public_pem, state=state, extra={
             "IC_URL": fake.url, "OC_IDENTITY": pem, "VIDEOBRIDGE_PRESENCE_INTERVAL": "3600",
-            "VIDEOBRIDGE_START_GRACE": "3600", "VIDEOBRIDGE_IC_ROOT_KEY": fake.root_key_hex})
+            "VIDEOBRIDGE_START_GRACE": "3600", "VIDEOBRIDGE_IC_ROOT_KEY": fake.root_key_hex,
+            **({"VIDEOBRIDGE_STORE": store_url} if store_url else {})})
         daemon = Daemon(env, log_path=tmp_path / "serve.log", cwd=tmp_path)
         for round_no in range(ROUNDS):
             daemon.start()
             batch = groups[round_no * STARTS_PER_ROUND:(round_no + 1) * STARTS_PER_ROUND]
             await one_round(daemon, signer, batch, ledger, rng, room_of)
-            check_after_kill(state, fake, ledger, round_no)
+            check_after_kill(state, fake, ledger, round_no, store_url)
 
         # Last run: IC up, let every notification out, then a graceful stop.
         daemon.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 45  # on Redis the killed leader's lease runs out first (10 s)
         while True:
-            calls, outbox = read_state(state)
+            calls, outbox = read_calls(store_url=store_url, state_path=state)
             if not outbox and all(c.state is not CallState.ENDING for c in calls.values()):
                 break
             assert time.monotonic() < deadline, f"outbox never drained: {len(outbox)} left\n{daemon.log_tail()}"
             await asyncio.sleep(0.1)
         assert daemon.stop() == 0
-        calls, outbox = read_state(state)
+        calls, outbox = read_calls(store_url=store_url, state_path=state)
     finally:
         fake.stop()
         emulator.close()
