@@ -1,6 +1,7 @@
-"""Redis dies (SIGKILL) and comes back while starts and joins keep arriving: requests in the gap
-get a JSON 503, never a token; every start acknowledged before, during or after the gap is in
-Redis afterwards; the bridge recovers by itself, /readyz included."""
+"""The bridge on Redis over HTTP: Redis dies (SIGKILL) and comes back while starts and joins keep
+arriving: requests in the gap get a JSON 503, never a token; every start acknowledged before,
+during or after the gap is in Redis afterwards; the bridge recovers by itself, /readyz included.
+And a join costs one Redis round trip."""
 
 from __future__ import annotations
 
@@ -69,3 +70,26 @@ async def test_a_redis_restart_under_load_loses_nothing_and_heals(make_bridge, s
     down = [body for _, status, body in ready if status == 503]
     assert down and all(body["checks"]["redis"] is False for body in down)
     assert [status for at, status, _ in ready if at > restarted + 1.0][-1] == 200
+
+
+async def test_a_join_is_one_redis_round_trip(make_bridge, signer, redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = await make_bridge(store_url=redis_url)
+    status, started = await get_token(client, start_token(signer, ALICE))
+    assert status == 200
+    admin = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        await admin.config_resetstat()
+        for _ in range(10):
+            status, body = await get_token(client, join_token(signer, BOB), **{"initiator-username": "bob"})
+            assert status == 200 and body["messageId"] == started["messageId"]
+        stats = await admin.info("commandstats")
+    finally:
+        await admin.aclose()
+    counts = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    counts.pop("config|resetstat", None)
+    counts.pop("info", None)
+    assert counts.pop("hget") == 10, counts
+    # the rest is background work (the leader's lease renewal, a view reload), not the joins
+    assert sum(counts.values()) <= 4, counts
