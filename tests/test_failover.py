@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 from fakeic import FakeIC
-from helpers import ALICE, BOB, COMMUNITY, GROUP, end_token, start_token
-from rel_support import Daemon, EmulatorThread, daemon_env, ic_identity
+from helpers import ALICE, BOB, COMMUNITY, GROUP, end_token, signed_hook, start_token
+from rel_support import HOOK_SECRET, Daemon, EmulatorThread, daemon_env, ic_identity
 
 from videobridge.devjwt import DevSigner
 from videobridge.models import CanisterKind
@@ -48,7 +48,7 @@ class Pair:
         while time.monotonic() < deadline:
             leading = []
             for daemon in self.daemons:
-                if daemon.proc is not None and daemon.proc.poll() is None:
+                if daemon.child is not None and daemon.child.returncode() is None:
                     async with http.get(daemon.url + "/readyz") as resp:
                         leading.append((await resp.json())["leader"])
                 else:
@@ -93,6 +93,18 @@ async def test_twenty_starts_over_two_instances_make_one_call(pair: Pair) -> Non
     assert pair.emulator.requests()["POST /rooms"] == 1, "one Daily room"
     calls, outbox = read_redis(pair.daemons[0]._env["VIDEOBRIDGE_STORE"])
     assert list(calls) == [answers[0]["roomName"]] and len(outbox) <= 1  # its start (maybe delivered already)
+
+    # Daily retries a webhook to whichever instance the balancer picks: handled once
+    body = json.dumps({"version": "1.0.0", "type": "meeting.started", "id": "evt-retried-1", "event_ts": time.time(),
+                       "payload": {"room": answers[0]["roomName"], "meeting_id": "m-1", "start_ts": time.time()}})
+    verdicts = []
+    async with aiohttp.ClientSession() as http:
+        for daemon in (pair.daemons[0], pair.daemons[1], pair.daemons[0]):
+            async with http.post(daemon.url + "/room/hook", data=body.encode(),
+                                 headers=signed_hook(body.encode(), secret=HOOK_SECRET)) as resp:
+                assert resp.status == 200
+                verdicts.append((await resp.json())["status"])
+    assert verdicts == ["accepted", "duplicate", "duplicate"]
 
 
 async def test_sigkill_the_leader_and_the_other_delivers_everything(pair: Pair, tmp_path: Path) -> None:
