@@ -304,7 +304,8 @@ VARIABLES: tuple[Variable, ...] = (
              "`./videobridge.json`; `$STATE_DIRECTORY/state.json` under systemd",
              "TinyDB state file (its journal, `<file>.journal`, sits beside it)"),
     Variable("VIDEOBRIDGE_STORE", "store_url", _redis_url, "the state file (`VIDEOBRIDGE_STATE`)",
-             "`redis://` or `rediss://` URL of a Redis 7+ (AOF, `appendfsync always`) to keep state in instead, shared by every instance",
+             "`redis://` or `rediss://` URL of a Redis 7+ (AOF, `appendfsync always`) to keep state in instead, "
+             "shared by every instance",
              secret=True),
     Variable("VIDEOBRIDGE_PRESENCE_INTERVAL", "presence_interval", _interval, "`15`",
              "seconds between presence polls"),

@@ -114,14 +114,19 @@ class HeldView:
         yield  # one holder: the call service's own per-room lock is the whole story
 
     def _apply_view(self, change: Change) -> None:
-        for call in change.put_calls:
-            self.calls[call.room_name] = call
-        for room in change.drop_calls:
-            self.calls.pop(room, None)
-        for note in change.add_notifications:
-            self.outbox[note.seq] = note
-        for seq in change.settle_notifications:
-            self.outbox.pop(seq, None)
+        apply_change(self.calls, self.outbox, change)
+
+
+def apply_change(calls: dict[str, Call], outbox: dict[int, Notification], change: Change) -> None:
+    """`change` applied to in-memory views (after it was committed)."""
+    for call in change.put_calls:
+        calls[call.room_name] = call
+    for room in change.drop_calls:
+        calls.pop(room, None)
+    for note in change.add_notifications:
+        outbox[note.seq] = note
+    for seq in change.settle_notifications:
+        outbox.pop(seq, None)
 
 
 def summarize(calls: Mapping[str, Call]) -> dict[str, int]:

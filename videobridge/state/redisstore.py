@@ -27,7 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 from videobridge.background import BackgroundTasks
 from videobridge.errors import StateError, StateLocked
 from videobridge.models import Call, Notification
-from videobridge.state.base import Change
+from videobridge.state.base import Change, apply_change
 from videobridge.state.redislease import LeaderLease, RoomLocks, leading, shielded
 
 log = structlog.get_logger("videobridge.state")
@@ -246,14 +246,7 @@ class RedisStore:
         self._apply_view(change)
 
     def _apply_view(self, change: Change) -> None:
-        for call in change.put_calls:
-            self.calls[call.room_name] = call
-        for room in change.drop_calls:
-            self.calls.pop(room, None)
-        for note in change.add_notifications:
-            self.outbox[note.seq] = note
-        for seq in change.settle_notifications:
-            self.outbox.pop(seq, None)
+        apply_change(self.calls, self.outbox, change)
 
     async def lead(self, work: Callable[[], Awaitable[None]], *, on_change: Callable[[bool], None]) -> None:
         await self.leader.run(work, on_change=on_change)
