@@ -272,3 +272,29 @@ async def test_state_migrate_both_ways_and_its_refusals(redis_url, tmp_path):
     assert code == 0, err
     back_calls, back_outbox = read_state(tmp_path / "back.json")
     assert sorted(back_calls) == ["G0020", "G0021"] and list(back_outbox) == [1, 2]
+
+
+async def test_hundreds_of_concurrent_reads_wait_for_a_connection_instead_of_failing(redis_url):
+    store = await opened(redis_url)
+    try:
+        await store.commit(Change(put_calls=[call(30)]))
+        got = await asyncio.gather(*(store.get_call("G0030") for _ in range(400)))  # > MAX_CONNECTIONS
+        assert all(c is not None and c.room_name == "G0030" for c in got)
+    finally:
+        await store.aclose()
+
+
+async def test_a_reload_sees_every_call_and_reuses_unchanged_ones(redis_url):
+    one, two = await opened(redis_url), await opened(redis_url)
+    try:
+        await one.commit(Change(put_calls=[call(n) for n in range(100, 1300)]))  # several HSCAN chunks
+        await two.refresh()
+        assert len(two.calls) == 1200
+        before = two.calls["G0100"]
+        await one.commit(Change(put_calls=[call(101, CallState.LIVE)], drop_calls=["G0102"]))
+        await two.refresh()
+        assert len(two.calls) == 1199 and two.calls["G0101"].state is CallState.LIVE
+        assert two.calls["G0100"] is before  # unchanged document: not decoded again
+    finally:
+        await one.aclose()
+        await two.aclose()

@@ -99,15 +99,16 @@ class CallService:
             call = await self._store.get_call(room)
             if call is not None and call.state is not CallState.ENDING:
                 return await self._grant(call, claims.user_id, initiator, joining=True)
-            call = await self._start(room, claims, initiator)
+            call = await self._start(room, claims, initiator, previous=call)
         return await self._grant(call, claims.user_id, initiator, joining=False)
 
-    async def _start(self, room: str, claims: VideoCallClaims, initiator: Initiator) -> Call:
+    async def _start(self, room: str, claims: VideoCallClaims, initiator: Initiator, *,
+                     previous: Call | None) -> Call:
+        """Under the room's lock; `previous`: the room's call as just read there (ending, or None)."""
         now = self._clock()
         exp = int(now) + room_lifetime(claims.is_diamond)
         # nbf in Daily's clock when it runs behind ours: the room must open at once
         nbf = int(now + min(0.0, self._rooms.clock_offset or 0.0))
-        previous = await self._store.get_call(room)
         try:
             reused = await open_room(self._rooms, room, claims.call_type, nbf=nbf, exp=exp,
                                      previous_ending=previous is not None and previous.state is CallState.ENDING,

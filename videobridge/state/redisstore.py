@@ -35,6 +35,8 @@ log = structlog.get_logger("videobridge.state")
 PREFIX = "videobridge:"
 LEASE_TTL = 10.0  # the leader lease, seconds; renewed every third of it
 VIEW_INTERVAL = 5.0  # the caches' reload; the leader reloads before each poll, its outbox twice a second
+SCAN_CHUNK = 500  # calls per HSCAN round trip while reloading the view
+MAX_CONNECTIONS = 64  # per instance; more concurrent commands wait for one (never an error)
 
 # KEYS: calls, outbox, seq, fences... ARGV: fence count, fence tokens..., then counted groups:
 # puts (room, json)*, drops (room)*, adds (seq, json)*, settles (seq)*.
@@ -135,8 +137,12 @@ class RedisStore:
     async def aopen(self, *, wait: bool = False) -> None:
         """Connect and load the views. Instances share the store: nothing to wait for (`wait` is
         the held stores' standby), except in `sole` use, which refuses while an instance leads."""
-        self._redis = aioredis.from_url(self.url, decode_responses=True, socket_timeout=5.0,
-                                        socket_connect_timeout=5.0, health_check_interval=30)
+        # blocking: beyond MAX_CONNECTIONS concurrent commands wait for a connection (redis-py's
+        # default pool refuses with "Too many connections": 503s at a few hundred clients)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=5.0,
+            health_check_interval=30, max_connections=MAX_CONNECTIONS, timeout=5.0)
+        self._redis = aioredis.Redis.from_pool(pool)
         try:
             if self._sole and not await self._redis.set(self.leader.key, "state-migrate", nx=True,
                                                          px=int(LEASE_TTL * 6000)):
@@ -162,28 +168,40 @@ class RedisStore:
         replay: list[Change] = []
         self._replay = replay
         try:
-            got = await shielded(self._load(calls=calls, outbox=outbox))
+            loaded_calls = await self._load_calls() if calls else None
+            raw_outbox = await shielded(self._client().hgetall(self._keys[1])) if outbox else {}
         except RedisError as exc:
             raise self._unavailable(exc) from None
         finally:
             self._replay = None
         self._healthy = True
-        loaded_calls, loaded_outbox = decode(got[0] if calls else {}, got[-1] if outbox else {}, self.url)
-        if calls:
+        if loaded_calls is not None:
             self.calls = loaded_calls
-            self._decoded.clear()
         if outbox:
-            self.outbox = loaded_outbox
+            self.outbox = decode({}, raw_outbox, self.url)[1]  # type: ignore[arg-type]
         for change in replay:  # committed after the read may have run: not lost from the view
             self._apply_view(change)
 
-    async def _load(self, *, calls: bool, outbox: bool) -> list[dict[str, str]]:
-        async with self._client().pipeline(transaction=True) as pipe:
-            if calls:
-                pipe.hgetall(self._keys[0])
-            if outbox:
-                pipe.hgetall(self._keys[1])
-            return list(await pipe.execute())
+    async def _load_calls(self) -> dict[str, Call]:
+        """The calls hash in chunks (HSCAN: the loop runs between them), decoding only the
+        documents that changed since the last reload (10,000 calls: one JSON parse each, once)."""
+        known = self._decoded
+        fresh: dict[str, tuple[str, Call]] = {}
+        calls: dict[str, Call] = {}
+        cursor = 0
+        while True:
+            cursor, got = await shielded(self._client().hscan(self._keys[0], cursor, count=SCAN_CHUNK))
+            chunk: dict[str, str] = got  # type: ignore[assignment]  # decode_responses: str to str
+            for room, raw in chunk.items():
+                cached = known.get(room)
+                entry = cached if cached is not None and cached[0] == raw else (
+                    raw, decode({room: raw}, {}, self.url)[0][room])
+                fresh[room] = entry
+                calls[room] = entry[1]
+            if not cursor:
+                break
+        self._decoded = fresh
+        return calls
 
     async def get_call(self, room: str) -> Call | None:
         try:
