@@ -396,7 +396,8 @@ async def section_join(b: Bench) -> None:
                  f"{s32['bridge (redis)'] / s32['bridge']:.2f}× the file-store bridge's; its bridge process spends "
                  f"{c32['bridge (redis)'] / c32['bridge']:.2f}× the file-store bridge's CPU per join, and "
                  f"redis-server {redis_cpu_32 * 1e6:.0f} µs more. Redis commands per join (all levels, "
-                 f"INFO commandstats): {commands}.\n")
+                 f"INFO commandstats, which also counts what Lua scripts run; the view reloads every "
+                 f"few seconds are in it): {commands}.\n")
     if any(redis_errors.values()):
         failed = ", ".join(f"{n} at {level} clients" for level, n in redis_errors.items() if n)
         b.out.append(f"**The Redis-store bridge failed joins**: {failed} (its joins/s counts the 200s only; its "
