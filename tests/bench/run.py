@@ -3,16 +3,19 @@
 
     python tests/bench/run.py            # full run (a few minutes on a 2-core box)
     python tests/bench/run.py --quick    # smaller samples, one round (about a minute)
-    python tests/bench/run.py --only join,daily   # some sections: join costs daily exits growth presence webhook startup
+    python tests/bench/run.py --only join,daily   # some sections: join costs daily exits growth presence webhook
+                                                  # startup failover
 
 Absolute times drift between machines, so every table carries ratios or counts measured side by
 side in the same run: the bridge against a bare aiohttp endpoint (the framework's limit) and a
 minimal handler doing only the unavoidable work (the floor), growth against the smallest size,
-latencies against the bare round trip, start-up against the bare interpreter.
+latencies against the bare round trip, start-up against the bare interpreter, failover against
+the leader lease's TTL.
 
 Processes: the bridge (`python -m videobridge serve`, JSON logs at info to a file), the bare and
-floor servers and the Daily emulator each run in a process of their own; this process is the load
-generator (aiohttp client, one session per concurrency level, every request with a JWT of its own,
+floor servers, the Daily emulator and, for the Redis store's rows, Debian's redis-server (AOF,
+appendfsync always, as tests/redis_support.py starts it) each run in a process of their own; this
+process is the load generator (aiohttp client, one session per concurrency level, every request with a JWT of its own,
 all minted before the timed window).
 """
 
@@ -24,6 +27,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,11 +44,12 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import aiohttp  # noqa: E402
 from loadgen import Req, Result, run, session  # noqa: E402
+from redis_support import RedisServer  # noqa: E402
 from rel_support import API_KEY, HOOK_SECRET, PYTHON, Daemon, daemon_env, percentile, principals  # noqa: E402
 
 from videobridge.devjwt import DevSigner  # noqa: E402
 
-SECTIONS = ("join", "costs", "daily", "exits", "growth", "presence", "webhook", "startup")
+SECTIONS = ("join", "costs", "daily", "exits", "growth", "presence", "webhook", "startup", "failover")
 STARTER = "724ke-xyaaa-aaaan-ayptq-cai"
 
 
@@ -72,6 +77,27 @@ def proc_cpu(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_commands(url: str) -> dict[str, int]:
+    """Commands redis-server has run so far, by name (INFO commandstats; the INFO calls left out)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5.0)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()
+            if name != "cmdstat_info"}
+
+
+def counted(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def log_step(text: str) -> None:
@@ -138,6 +164,7 @@ class Bench:
         self.domain_id = self.emulator.extra[0]
         self.procs: list[Proc] = [self.emulator]
         self.daemons: list[Daemon] = []
+        self.redis_servers: list[RedisServer] = []
         self.out: list[str] = []
         self.bare_rtt = float("nan")
         self.seed = random.randrange(1 << 30)
@@ -145,8 +172,25 @@ class Bench:
     def close(self) -> None:
         for daemon in self.daemons:
             daemon.stop()
+        for server in self.redis_servers:
+            server.stop()
         for proc in self.procs:
             proc.stop()
+
+    def redis(self, name: str) -> RedisServer:
+        """A fresh redis-server (its own directory, so its own AOF), stopped by close() at the latest."""
+        if shutil.which("redis-server") is None:
+            raise SystemExit("redis-server is not installed (Debian's redis-server package): the Redis rows need it")
+        directory = self.tmp / f"redis-{name}"
+        directory.mkdir()
+        server = RedisServer(directory)
+        server.start()
+        self.redis_servers.append(server)
+        return server
+
+    def stop_redis(self, server: RedisServer) -> None:
+        server.stop()
+        self.redis_servers.remove(server)
 
     def bridge(self, state: Path, name: str, **extra: str) -> Daemon:
         env = daemon_env(emulator_url=self.emulator.url, oc_public=self.signer.public_pem, state=state,
@@ -223,59 +267,90 @@ def check(result: Result, what: str, ok: Sequence[int] = (200,)) -> None:
 # ---- 1. join throughput and latency ---------------------------------------------------------------
 
 async def section_join(b: Bench) -> None:
-    log_step("join throughput: starting bridge, bare and floor servers")
-    group = principals(1, b.next_seed())[0]
+    log_step("join throughput: starting bridges (file and Redis store), bare and floor servers")
+    group, redis_group = principals(2, b.next_seed())  # a call on each bridge, each in its own group
     bridge = b.bridge(b.tmp / "join-state.json", "join")
+    redis = b.redis("join")
+    redis_bridge = b.bridge(b.tmp / "join-redis-unused.json", "join-redis", VIDEOBRIDGE_STORE=redis.url)
     async with session(4) as http:
         started = await run(http, bridge.url, [b.start_for(group)], 1, keep_bodies=True)
         check(started, "start")
         sample = await run(http, bridge.url, b.joins(group, 1), 1, keep_bodies=True)
         check(sample, "sample join")
+        started = await run(http, redis_bridge.url, [b.start_for(redis_group)], 1, keep_bodies=True)
+        check(started, "start (redis)")
+        redis_sample = await run(http, redis_bridge.url, b.joins(redis_group, 1), 1, keep_bodies=True)
+        check(redis_sample, "sample join (redis)")
     answer = json.loads(sample.bodies[0])
+    if not json.loads(redis_sample.bodies[0])["joining"]:
+        raise SystemExit("join on the Redis-store bridge did not find its call")
     body_size = len(sample.bodies[0])
+    redis_body_size = len(redis_sample.bodies[0])
     bare = Proc("bare", "--body-size", str(body_size))
     floor = Proc("floor", "--pem-file", str(b.pem_file), "--api-key", API_KEY, "--room", answer["roomName"],
                  "--domain-id", b.domain_id)
     b.procs += [bare, floor]
-    targets = {"bare": bare.url, "floor": floor.url, "bridge": bridge.url}
-    pids = {"bare": bare.proc.pid, "floor": floor.proc.pid, "bridge": bridge.pid}
+    targets = {"bare": bare.url, "floor": floor.url, "bridge": bridge.url, "bridge (redis)": redis_bridge.url}
+    pids = {"bare": bare.proc.pid, "floor": floor.proc.pid, "bridge": bridge.pid, "bridge (redis)": redis_bridge.pid}
+    groups = {name: redis_group if name == "bridge (redis)" else group for name in targets}
+    assert redis.proc is not None
+    redis_pid = redis.proc.pid
     levels = (1, 32, 256)
     sizes = {1: 300, 32: 2000, 256: 2000} if b.quick else {1: 1500, 32: 8000, 256: 8000}
     rounds = 1 if b.quick else 3
     warmup = 300 if b.quick else 1000
 
     log_step("minting JWTs")
-    plans: dict[tuple[int, int], list[Req]] = {}
+    plans: dict[tuple[int, int, str], list[Req]] = {}  # the Redis bridge's call is in a group of its own
     for level in levels:
         for rnd in range(rounds):
-            plans[level, rnd] = b.joins(group, sizes[level])
-    warm = {name: b.joins(group, warmup + 256) for name in targets}
+            plan = b.joins(group, sizes[level])
+            redis_plan = b.joins(redis_group, sizes[level])
+            for name in targets:
+                plans[level, rnd, name] = redis_plan if groups[name] == redis_group else plan
+    warm = {name: b.joins(groups[name], warmup + 256) for name in targets}
 
     results: dict[tuple[int, str], list[Result]] = {}
     cpu: dict[tuple[int, str], float] = {}  # server CPU seconds spent in the timed windows
+    redis_cpu: dict[int, float] = {}  # redis-server's, in the Redis bridge's timed windows
+    redis_cmds: dict[str, int] = {}  # commands redis-server ran in those windows, by name
     for name, url in targets.items():  # warm-up: imports, caches, JIT-free but allocator-warm
         async with session(32) as http:
             check(await run(http, url, warm[name][:warmup], 32), f"warm-up {name}")
+    slot = 0
     for level in levels:
         for rnd in range(rounds):
+            # rotate who goes first, counting on across levels: with 4 targets and 3 rounds a
+            # per-level rotation would never put the last target first
             order = list(targets)
-            order = order[rnd % len(order):] + order[: rnd % len(order)]  # rotate who goes first
+            order = order[slot % len(order):] + order[: slot % len(order)]
+            slot += 1
             for name in order:
                 log_step(f"join: {level} clients, round {rnd + 1}/{rounds}, {name}")
                 async with session(level) as http:
                     # open `level` connections before the timed window
-                    check(await run(http, targets[name], warm[name][warmup: warmup + level], level), "connect")
+                    opened = await run(http, targets[name], warm[name][warmup: warmup + level], level)
+                    if name != "bridge (redis)":  # its errors are counted and reported, not fatal
+                        check(opened, "connect")
                     before = proc_cpu(pids[name])
-                    result = await run(http, targets[name], plans[level, rnd], level)
+                    if name == "bridge (redis)":
+                        before_redis, before_cmds = proc_cpu(redis_pid), redis_commands(redis.url)
+                    result = await run(http, targets[name], plans[level, rnd, name], level)
                     cpu[level, name] = cpu.get((level, name), 0.0) + proc_cpu(pids[name]) - before
-                check(result, f"{name} at {level}")
+                    if name == "bridge (redis)":
+                        redis_cpu[level] = redis_cpu.get(level, 0.0) + proc_cpu(redis_pid) - before_redis
+                        for cmd, calls in counted(before_cmds, redis_commands(redis.url)).items():
+                            redis_cmds[cmd] = redis_cmds.get(cmd, 0) + calls
+                if name != "bridge (redis)":
+                    check(result, f"{name} at {level}")
                 results.setdefault((level, name), []).append(result)
 
     rows = []
     summary: dict[int, dict[str, float]] = {}
     cpu_summary: dict[int, dict[str, float]] = {}
     for level in levels:
-        tput = {name: statistics.median(r.throughput for r in results[level, name]) for name in targets}
+        tput = {name: statistics.median((r.count - r.errors()) / r.seconds for r in results[level, name])
+                for name in targets}  # answered joins (200) per second
         per_join = {name: cpu[level, name] / sum(r.count for r in results[level, name]) for name in targets}
         summary[level] = tput
         cpu_summary[level] = per_join
@@ -288,19 +363,45 @@ async def section_join(b: Bench) -> None:
         if level == 1:
             b.bare_rtt = percentile([x for r in results[1, "bare"] for x in r.latencies], 50)
     b.stop_bridge(bridge)
+    b.stop_bridge(redis_bridge)
+    b.stop_redis(redis)
+    redis_errors = {level: sum(r.errors() for r in results[level, "bridge (redis)"]) for level in levels}
+    why = sorted({e.get("error", "?") for e in redis_bridge.log_events("state_unwritable", "state_unavailable")})
+    redis_joins = sum(r.count for level in levels for r in results[level, "bridge (redis)"])
+    per_redis_join = {cmd: calls / redis_joins for cmd, calls in sorted(redis_cmds.items())}
+    redis_cpu_32 = redis_cpu[32] / sum(r.count for r in results[32, "bridge (redis)"])
     s32 = summary[32]
     b.out.append("### Join throughput and latency\n")
     b.out.append(f"Every request carries its own ES256 JWT (distinct user and exp; {sum(sizes.values()) * rounds} "
                  f"timed joins per target, minted before the timed window), {rounds} round(s) per level "
-                 f"(median throughput, pooled latencies), answer body {body_size} bytes for every target.\n")
+                 f"(median throughput of answered joins, pooled latencies; the order of the targets rotates from one round to the "
+                 f"next, across levels), answer body {body_size} bytes for every target "
+                 f"(the Redis-store bridge's: {redis_body_size}). \"bridge (redis)\" is a second bridge on "
+                 f"VIDEOBRIDGE_STORE=redis://… (its own redis-server, AOF with appendfsync always), its call in a "
+                 f"group of its own; its server CPU is the bridge process's only (redis-server's is given "
+                 f"below).\n")
     b.out.append(table(["clients", "target", "joins/s", "× floor", "× bare", "p50 ms", "p99 ms",
                         "server CPU µs/join", "CPU × floor", "errors"], rows))
     c32 = cpu_summary[32]
+    commands = ", ".join(f"{cmd} {n:.2f}" for cmd, n in per_redis_join.items() if n >= 0.01) or "none"
+    rare = ", ".join(f"{cmd} {redis_cmds[cmd]}" for cmd, n in per_redis_join.items() if n < 0.01)
+    if rare:
+        commands += f" (and in all, over {redis_joins} joins: {rare})"
     b.out.append(f"\nAt 32 clients the bridge reaches **{s32['bridge'] / s32['floor']:.2f}× the floor's throughput** "
                  f"(target ≥ 0.80) and {s32['bridge'] / s32['bare']:.2f}× bare; the floor alone is "
                  f"{s32['floor'] / s32['bare']:.2f}× bare. Server CPU per join: bridge "
                  f"{c32['bridge'] / c32['floor']:.2f}× the floor's (so routing, state, logging and metrics cost "
-                 f"{1 - c32['floor'] / c32['bridge']:.0%} of the bridge's CPU per join).\n")
+                 f"{1 - c32['floor'] / c32['bridge']:.0%} of the bridge's CPU per join). "
+                 f"Redis-store join throughput beside it: **{s32['bridge (redis)'] / s32['floor']:.2f}× the floor's**, "
+                 f"{s32['bridge (redis)'] / s32['bridge']:.2f}× the file-store bridge's; its bridge process spends "
+                 f"{c32['bridge (redis)'] / c32['bridge']:.2f}× the file-store bridge's CPU per join, and "
+                 f"redis-server {redis_cpu_32 * 1e6:.0f} µs more. Redis commands per join (all levels, "
+                 f"INFO commandstats, which also counts what Lua scripts run; the view reloads every "
+                 f"few seconds are in it): {commands}.\n")
+    if any(redis_errors.values()):
+        failed = ", ".join(f"{n} at {level} clients" for level, n in redis_errors.items() if n)
+        b.out.append(f"**The Redis-store bridge failed joins**: {failed} (its joins/s counts the 200s only; its "
+                     f"latencies include the failures). Its log says: {'; '.join(why) or 'nothing'}.\n")
 
 
 async def section_costs(b: Bench) -> None:
@@ -515,16 +616,11 @@ async def loop_gap(work: Any) -> float:
     return max(gaps)
 
 
-async def populate(path: Path, n: int, seed: int, *,
-                   state: str = "starting") -> tuple[list[str], list[float], tuple[float, float]]:
-    """Write n tracked calls in one batch through the store (not n HTTP starts); then time
-    single-call commits, and one snapshot write as the background compaction does it."""
+def call_maker(seed: int, state: str = "starting") -> Callable[[str], Any]:
+    """Tracked calls as a start makes them (one per group), for pre-populating a store."""
     from videobridge.chats import GroupChat, room_name
     from videobridge.models import Call, CallState, CallType, Initiator
-    from videobridge.state.filestore import Change, FileStore
-    from videobridge.state.snapshot import atomic_write, snapshot_chunks
 
-    groups = principals(n + 20, seed)
     now = time.time()
     rng = random.Random(seed)
 
@@ -534,6 +630,18 @@ async def populate(path: Path, n: int, seed: int, *,
                     initiator=Initiator(username="alice", display_name="Alice"), is_diamond=False,
                     state=CallState(state), created_at=now, room_exp=int(now) + 3600)
 
+    return call
+
+
+async def populate(path: Path, n: int, seed: int, *,
+                   state: str = "starting") -> tuple[list[str], list[float], tuple[float, float]]:
+    """Write n tracked calls in one batch through the store (not n HTTP starts); then time
+    single-call commits, and one snapshot write as the background compaction does it."""
+    from videobridge.state.filestore import Change, FileStore
+    from videobridge.state.snapshot import atomic_write, snapshot_chunks
+
+    groups = principals(n + 20, seed)
+    call = call_maker(seed, state)
     store = FileStore(path)
     store.open()
     try:
@@ -559,70 +667,142 @@ async def populate(path: Path, n: int, seed: int, *,
     return groups[:n], write_times, compaction
 
 
+async def populate_redis(url: str, n: int, seed: int) -> tuple[list[str], list[float], tuple[float, float]]:
+    """populate() for the Redis store: n calls in one commit (one Lua script), then single-call
+    commits timed as for the file store (no room lock taken: the commit alone); then one reload
+    of the views as every instance does it every VIEW_INTERVAL (HGETALL of both hashes, decoded)."""
+    from videobridge.state.base import Change
+    from videobridge.state.redisstore import RedisStore
+
+    groups = principals(n + 20, seed)
+    call = call_maker(seed)
+    store = RedisStore(url)
+    await store.aopen()
+    try:
+        await store.commit(Change(put_calls=[call(g) for g in groups[:n]]))
+        write_times = []
+        for extra in groups[n:]:
+            c = call(extra)
+            t = time.perf_counter()
+            await store.commit(Change(put_calls=[c]))
+            write_times.append(time.perf_counter() - t)
+            await store.commit(Change(drop_calls=[c.room_name]))
+        t = time.perf_counter()
+        gap = await loop_gap(store.refresh())
+        reload = (time.perf_counter() - t, gap)
+    finally:
+        await store.aclose()
+    return groups[:n], write_times, reload
+
+
+GROWTH = {"file": (10, 100, 1000, 10000), "redis": (10, 1000, 10000)}
+
+
 async def section_growth(b: Bench) -> None:
-    sizes = (10, 100, 1000, 10000)
+    from videobridge.state.redisstore import VIEW_INTERVAL
+
+    sizes = sorted({n for ns in GROWTH.values() for n in ns})
     n_join = 150 if b.quick else 400
     n_start = 10 if b.quick else 40
     rows = []
-    base: dict[str, float] = {}
-    for n in sizes:
-        log_step(f"growth: {n} tracked calls")
-        path = b.tmp / f"growth-{n}.json"
-        groups, writes, (compact, compact_gap) = await populate(path, n, b.next_seed())
-        size_kib = path.stat().st_size / 1024
-        bridge = b.bridge(path, f"growth-{n}")
-        async with session(4) as http:
-            check(await run(http, bridge.url, b.joins(groups[0], 50), 1), "warm")
-            joins = await run(http, bridge.url, b.joins(groups[0], n_join), 1)
-            check(joins, "growth joins")
-            start_reqs = b.starts(n_start)
-            side_joins = b.joins(groups[-1], 5000)
-            side = Result()
-            done = asyncio.Event()
+    base: dict[str, dict[str, float]] = {}
+    found: dict[tuple[str, int], dict[str, float]] = {}
+    redis = b.redis("growth")
+    assert redis.proc is not None
+    redis_rss = float("nan")
+    for n in sizes:  # the stores side by side at each size, so drift on a shared box hits both alike
+        for store in ("file", "redis"):
+            if n not in GROWTH[store]:
+                continue
+            log_step(f"growth: {n} tracked calls, {store} store")
+            if store == "file":
+                path = b.tmp / f"growth-{n}.json"
+                groups, writes, (compact, compact_gap) = await populate(path, n, b.next_seed())
+                size_kib = path.stat().st_size / 1024
+                bridge = b.bridge(path, f"growth-{n}")
+                compaction, view = f"{ms(compact)} ({ms(compact_gap)})", "n/a"
+            else:
+                redis.flush()
+                aof = dir_bytes(redis.directory)  # the AOF keeps earlier sizes until a rewrite
+                groups, writes, (reload, reload_gap) = await populate_redis(redis.url, n, b.next_seed())
+                size_kib = (dir_bytes(redis.directory) - aof) / 1024
+                bridge = b.bridge(b.tmp / f"growth-redis-{n}-unused.json", f"growth-redis-{n}",
+                                  VIDEOBRIDGE_STORE=redis.url)
+                compaction, view = "n/a", f"{ms(reload)} ({ms(reload_gap)})"
+            async with session(4) as http:
+                check(await run(http, bridge.url, b.joins(groups[0], 50), 1), "warm")
+                joins = await run(http, bridge.url, b.joins(groups[0], n_join), 1)
+                check(joins, "growth joins")
+                start_reqs = b.starts(n_start)
+                side_joins = b.joins(groups[-1], 5000)
+                side = Result()
+                done = asyncio.Event()
 
-            async def joiner() -> None:
-                i = 0
-                while not done.is_set() and i < len(side_joins):
-                    r = await run(http, bridge.url, side_joins[i:i + 1], 1)
-                    side.latencies += r.latencies
-                    side.statuses.update(r.statuses)
-                    i += 1
+                async def joiner() -> None:
+                    i = 0
+                    while not done.is_set() and i < len(side_joins):
+                        r = await run(http, bridge.url, side_joins[i:i + 1], 1)
+                        side.latencies += r.latencies
+                        side.statuses.update(r.statuses)
+                        i += 1
 
-            task = asyncio.create_task(joiner())
-            starts = await run_paced(http, bridge.url, start_reqs, START_PACE)
-            done.set()
-            await task
-            check(starts, "growth starts")
-            check(side, "joins during starts")
-        rss = bridge.rss_kib() / 1024
-        ready = bridge.ready_seconds
-        b.stop_bridge(bridge)
-        j50 = percentile(joins.latencies, 50)
-        s50 = percentile(starts.latencies, 50)
-        w50 = statistics.median(writes)
-        if n == sizes[0]:
-            base = {"join": j50, "start": s50, "write": w50, "ready": ready}
-        rows.append([f"{n:,}", f"{size_kib:,.0f}", ms(w50), ratio(w50, base["write"]), f"{ready:.2f}",
-                     ms(j50), ms(percentile(joins.latencies, 99)), ratio(j50, base["join"]),
-                     ms(s50), ms(percentile(starts.latencies, 99)), ratio(s50, base["start"]),
-                     ms(percentile(side.latencies, 99)), ms(max(side.latencies, default=float("nan"))),
-                     f"{rss:.0f}", f"{ms(compact)} ({ms(compact_gap)})"])
-    verdict = (f"join p50 at 1,000 calls = {rows[2][7]} that at 10 (target ≤ 1.5×); at 10,000: {rows[3][7]}. "
-               f"Start p50 at 10,000 = {rows[3][10]} that at 10 (target ≤ 1.5×); one durable write at 10,000 = "
-               f"{rows[3][3]} that at 10; RSS at 10,000 calls {rows[3][13]} MiB.")
+                task = asyncio.create_task(joiner())
+                starts = await run_paced(http, bridge.url, start_reqs, START_PACE)
+                done.set()
+                await task
+                check(starts, "growth starts")
+                check(side, "joins during starts")
+            rss = bridge.rss_kib() / 1024
+            if store == "redis" and n == GROWTH["redis"][-1]:
+                with open(f"/proc/{redis.proc.pid}/status") as fh:
+                    redis_rss = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+            ready = bridge.ready_seconds
+            b.stop_bridge(bridge)
+            j50 = percentile(joins.latencies, 50)
+            s50 = percentile(starts.latencies, 50)
+            w50 = statistics.median(writes)
+            if n == GROWTH[store][0]:
+                base[store] = {"join": j50, "start": s50, "write": w50, "ready": ready}
+            found[store, n] = {"join": j50 / base[store]["join"], "start": s50 / base[store]["start"],
+                               "write": w50 / base[store]["write"], "rss": rss}
+            rows.append([store, f"{n:,}", f"{size_kib:,.0f}", ms(w50), ratio(w50, base[store]["write"]),
+                         f"{ready:.2f}", ms(j50), ms(percentile(joins.latencies, 99)),
+                         ratio(j50, base[store]["join"]), ms(s50), ms(percentile(starts.latencies, 99)),
+                         ratio(s50, base[store]["start"]), ms(percentile(side.latencies, 99)),
+                         ms(max(side.latencies, default=float("nan"))), f"{rss:.0f}", compaction, view])
+    b.stop_redis(redis)
+
+    def verdict(store: str) -> str:
+        def at(n: int, what: str) -> str:
+            return f"{found[store, n][what]:.2f}×"
+        return (f"**{store} store**: join p50 at 1,000 calls = {at(1000, 'join')} that at 10 (target ≤ 1.5×); "
+                f"at 10,000: {at(10000, 'join')}. Start p50 at 10,000 = {at(10000, 'start')} that at 10 "
+                f"(target ≤ 1.5×); one durable write at 10,000 = {at(10000, 'write')} that at 10; "
+                f"bridge RSS at 10,000 calls {found[store, 10000]['rss']:.0f} MiB")
+
     b.out.append("### Growth with the number of tracked calls\n")
-    b.out.append(f"State pre-populated through the store in one batch; write = one start's durable commit "
-                 f"(median of 20, in-process: one journal record of the changed documents + fdatasync); "
-                 f"compaction = the snapshot the background thread writes when the journal outgrows the file "
+    b.out.append(f"Both stores at 10, 1,000 and 10,000 tracked calls (the file store at 100 too: it costs a few "
+                 f"seconds); each size's rows side by side, \"× @10\" against the same store at 10. "
+                 f"State pre-populated through the store in one batch (file: FileStore, one journal record; "
+                 f"Redis: RedisStore, one commit, i.e. one Lua script; Redis is flushed between sizes); "
+                 f"state KiB = the state file, or for Redis what the pre-population added to its AOF (appendfsync always); "
+                 f"write = one start's durable commit "
+                 f"(median of 20, in-process; file: one journal record of the changed documents + fdatasync; "
+                 f"Redis: the commit script, answered after Redis's fsync, without the room lock a start takes); "
+                 f"compaction (file store only) = the snapshot the background thread writes when the journal "
+                 f"outgrows the file "
                  f"(in-process, in a thread; in brackets the longest the event loop went without running "
-                 f"meanwhile, against a 0.5 ms ticker); "
+                 f"meanwhile, against a 0.5 ms ticker); view reload (Redis store only) = what every instance does "
+                 f"every {VIEW_INTERVAL:.0f} s and the leader before each poll: HGETALL of the calls and the outbox, "
+                 f"decoded (in-process, loop gap likewise); "
                  f"joins: {n_join} in sequence; starts: {n_start} new calls, {START_PACE * 1000:.0f} ms apart, "
                  f"while a second client joins in a loop.\n")
-    b.out.append(table(["tracked calls", "state KiB", "write ms", "× @10", "serve ready s", "join p50 ms",
+    b.out.append(table(["store", "tracked calls", "state KiB", "write ms", "× @10", "serve ready s", "join p50 ms",
                         "join p99 ms", "× @10", "start p50 ms", "start p99 ms", "× @10",
                         "join p99 during starts ms", "join max during starts ms", "RSS MiB",
-                        "compaction ms (loop gap ms)"], rows))
-    b.out.append("\n" + verdict + "\n")
+                        "compaction ms (loop gap ms)", "view reload ms (loop gap ms)"], rows))
+    b.out.append("\n" + verdict("file") + ". " + verdict("redis") +
+                 f" (redis-server's own RSS then: {redis_rss:.0f} MiB).\n")
 
 
 # ---- 4. presence reconciliation CPU ------------------------------------------------------------------
@@ -779,6 +959,126 @@ async def section_startup(b: Bench) -> None:
     b.out.append("")
 
 
+# ---- 6. failover (Redis store) ------------------------------------------------------------------
+
+async def leader_of(http: aiohttp.ClientSession, daemons: Sequence[Daemon], timeout: float) -> tuple[Daemon, Daemon]:
+    """(leader, follower) of two instances, once exactly one says `"leader": true` on /readyz."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        leading = []
+        for daemon in daemons:
+            async with http.get(daemon.url + "/readyz") as resp:
+                leading.append(bool((await resp.json())["leader"]))
+        if leading.count(True) == 1:
+            i = leading.index(True)
+            return daemons[i], daemons[1 - i]
+        await asyncio.sleep(0.1)
+    raise SystemExit("failover: no single leader among the two instances")
+
+
+async def section_failover(b: Bench) -> None:
+    """Two instances on one Redis; the IC hangs while starts queue their notifications; SIGKILL
+    the leader, heal the IC, and time the other instance's takeover and first delivery."""
+    import redis as redis_py
+    from fakeic import FakeIC
+    from rel_support import ic_identity
+
+    from videobridge.models import CanisterKind
+    from videobridge.state.redisstore import LEASE_TTL, PREFIX, read_redis
+
+    reps = 1 if b.quick else 3
+    n_starts = 4
+    rows = []
+    elected: list[float] = []
+    firsts: list[float] = []
+    alls: list[float] = []
+    reactions: list[float] = []
+    rng = random.Random(b.next_seed())
+    for rep in range(reps):
+        log_step(f"failover: repetition {rep + 1}/{reps}")
+        redis = b.redis(f"failover-{rep}")
+        pem, operator = ic_identity()
+        fake = FakeIC(operators={operator}).start()
+        daemons: list[Daemon] = []
+        lease = redis_py.Redis.from_url(redis.url, socket_timeout=5.0)
+        try:
+            groups = principals(n_starts, b.next_seed())
+            for group in groups:
+                fake.add_canister(group, CanisterKind.GROUP)
+            fake.hang()  # deliveries start and never finish: the notifications stay queued
+            extra = {"IC_URL": fake.url, "OC_IDENTITY": pem, "VIDEOBRIDGE_IC_ROOT_KEY": fake.root_key_hex,
+                     "VIDEOBRIDGE_STORE": redis.url}
+            daemons = [b.bridge(b.tmp / f"failover-{rep}-unused.json", f"failover-{rep}-{i}", **extra)
+                       for i in (0, 1)]
+            async with session(4) as http:
+                leader, follower = await leader_of(http, daemons, LEASE_TTL + 5)
+                for i, group in enumerate(groups):  # on both instances: any instance answers
+                    check(await run(http, (leader, follower)[i % 2].url, [b.start_for(group)], 1), "failover start")
+                deadline = time.monotonic() + 10
+                while len(read_redis(redis.url)[1]) < n_starts:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("failover: the start notifications were not queued")
+                    await asyncio.sleep(0.05)
+                deadline = time.monotonic() + 5
+                while fake.requests == 0 and time.monotonic() < deadline:  # the leader is mid-delivery
+                    await asyncio.sleep(0.05)
+                # kill at a random point of the renewal cycle, else every repetition hits the same phase
+                await asyncio.sleep(rng.uniform(0, LEASE_TTL / 3))
+                tail = LogTail(follower.log_path, b'"leader_elected"', b'"notification_settled"')
+                left = lease.pttl(PREFIX + "leader") / 1000  # what is left of the lease as it is killed
+                killed = time.time()
+                leader.kill()  # SIGKILL: no lease release, no goodbye
+                fake.heal()
+                got: dict[str, float] = {}
+                settled = 0
+                deadline = time.monotonic() + LEASE_TTL + 20
+                while settled < n_starts:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"failover: {settled}/{n_starts} delivered; log tail:\n{follower.log_tail()}")
+                    for entry in tail.read():
+                        if entry.get("event") == "leader_elected":
+                            got.setdefault("elected", iso_to_epoch(entry["timestamp"]) - killed)
+                        elif entry.get("event") == "notification_settled":
+                            if entry.get("outcome") != "success":
+                                raise SystemExit(f"failover: a delivery failed: {entry}")
+                            got.setdefault("first", iso_to_epoch(entry["timestamp"]) - killed)
+                            settled += 1
+                            got["all"] = iso_to_epoch(entry["timestamp"]) - killed
+                    await asyncio.sleep(0.02)
+                async with http.get(follower.url + "/readyz") as resp:
+                    if not (await resp.json())["leader"]:
+                        raise SystemExit("failover: the survivor does not lead")
+        finally:
+            for daemon in daemons:
+                b.stop_bridge(daemon)
+            fake.stop()
+            lease.close()
+            b.stop_redis(redis)
+        elected.append(got["elected"])
+        firsts.append(got["first"])
+        alls.append(got["all"])
+        reactions.append(got["elected"] - left)
+        rows.append([rep + 1, f"{left:.2f}", f"{got['elected']:.2f}", f"{got['elected'] - left:.3f}",
+                     f"{got['first']:.2f}", f"{got['all']:.2f}", ratio(got["first"], LEASE_TTL)])
+    first = statistics.median(firsts)
+    rows.append(["median", "", f"{statistics.median(elected):.2f}", f"{statistics.median(reactions):.3f}",
+                 f"{first:.2f}", f"{statistics.median(alls):.2f}", ratio(first, LEASE_TTL)])
+    b.out.append("### Failover (Redis store)\n")
+    b.out.append(f"Two `serve` instances on one redis-server (fresh for each of {reps} repetition(s)), a fake IC "
+                 f"boundary node hanging while {n_starts} starts (on both instances) queue their notifications; "
+                 f"then SIGKILL the leader (no lease release) and heal the IC. Seconds from the SIGKILL (wall clock) "
+                 f"to the survivor's `leader_elected` and `notification_settled` log lines (their timestamps). "
+                 f"Leader lease TTL {LEASE_TTL:.0f} s, renewed every {LEASE_TTL / 3:.1f} s: a killed leader's lease "
+                 f"runs out {LEASE_TTL * 2 / 3:.1f}–{LEASE_TTL:.0f} s after the kill, depending on when it last "
+                 f"renewed, so the kill comes at a random point of that cycle (\"lease left\": the lease key's "
+                 f"PTTL read just before the kill; \"taken − left\": how long after the expiry the standby took "
+                 f"it).\n")
+    b.out.append(table(["repetition", "lease left at SIGKILL s", "lease taken s", "taken − left s",
+                        "first delivery s", f"all {n_starts} delivered s", "first delivery × TTL"], rows))
+    b.out.append(f"\nMedian SIGKILL → first delivery by the new leader: **{first:.2f} s** against a lease TTL of "
+                 f"{LEASE_TTL:.0f} s.\n")
+
+
 # ---- main ---------------------------------------------------------------------------------------
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -791,7 +1091,8 @@ async def main_async(args: argparse.Namespace) -> None:
         funcs: dict[str, Callable[[Bench], Any]] = {
             "join": section_join, "costs": section_costs, "daily": section_daily, "exits": section_exits,
             "growth": section_growth,
-            "presence": section_presence, "webhook": section_webhook, "startup": section_startup}
+            "presence": section_presence, "webhook": section_webhook, "startup": section_startup,
+            "failover": section_failover}
         started = time.perf_counter()
         try:
             for name in chosen:
