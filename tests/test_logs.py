@@ -260,18 +260,18 @@ ACCESS_CASES += ACCESS_CASES  # the second time round, recurring strings come fr
 ])  # fmt: skip
 def test_access_line_fast_path_writes_exactly_what_the_chain_writes(
         fmt: str, level: str, journal: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    import videobridge.logs as logs
+    import videobridge.access_log as access_log
 
     def written(fast: bool) -> list[str]:
         out = io.StringIO()
         configure_logging(fmt=fmt, level=level, stream=out, journal=journal)  # type: ignore[arg-type]
         log = structlog.get_logger("videobridge.http").bind()  # as the middleware binds it
         if fast:
-            emit = logs._AccessLines.emit
+            emit = access_log._AccessLines.emit
             taken: list[bool] = []
-            monkeypatch.setattr(logs._AccessLines, "emit", lambda *a: taken.append(emit(*a)) or taken[-1])
+            monkeypatch.setattr(access_log._AccessLines, "emit", lambda *a: taken.append(emit(*a)) or taken[-1])
         else:
-            monkeypatch.setattr(logs, "_access_lines", None)
+            monkeypatch.setattr(access_log, "_access_lines", None)
         for case in ACCESS_CASES:
             access_line(log, **case)
         monkeypatch.undo()
@@ -287,11 +287,11 @@ def test_access_line_fast_path_writes_exactly_what_the_chain_writes(
 
 
 def test_access_line_takes_the_chain_when_the_chain_is_not_the_configured_one() -> None:
-    import videobridge.logs as logs
+    import videobridge.access_log as access_log
 
     out = io.StringIO()
     configure_logging(fmt="json", stream=out)
-    fast = logs._access_lines
+    fast = access_log._access_lines
     assert fast is not None
     bound = structlog.get_logger("videobridge.http").bind()
     assert not fast.emit(get_logger("videobridge.http"), False, {})  # a lazy proxy: the chain
@@ -311,12 +311,12 @@ def test_access_line_takes_the_chain_when_the_chain_is_not_the_configured_one() 
 
 def test_access_line_json_is_written_directly_unless_a_value_needs_the_renderer(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import videobridge.logs as logs
+    import videobridge.access_log as access_log
 
     configure_logging(fmt="json", stream=io.StringIO())
     direct: list[str | None] = []
-    real = logs._json_access_line
-    monkeypatch.setattr(logs, "_json_access_line", lambda *a: direct.append(real(*a)) or direct[-1])
+    real = access_log._json_access_line
+    monkeypatch.setattr(access_log, "_json_access_line", lambda *a: direct.append(real(*a)) or direct[-1])
     log = structlog.get_logger("videobridge.http").bind()
     for case in ACCESS_CASES[:5]:
         access_line(log, **case)
