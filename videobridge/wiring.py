@@ -127,9 +127,6 @@ async def _lead(bridge: Bridge) -> None:
         bridge.leading = False
 
 
-def _leader_changed(bridge: Bridge, leading: bool) -> None:
-    bridge.metrics.ops.leader_changed()
-    bridge.leading = leading
 
 
 @contextlib.asynccontextmanager
@@ -181,7 +178,7 @@ async def open_bridge(settings: Settings, *, notifier: Notifier | None = None, m
     if workers:
         if not settings.daily_hook_hmac:
             log.warning("webhooks_disabled", reason="DAILY_HOOK_HMAC is not set; the poller alone ends calls")
-        workers_.spawn(store.lead(lambda: _lead(bridge), on_change=lambda leading: _leader_changed(bridge, leading)),
+        workers_.spawn(store.lead(lambda: _lead(bridge), on_change=lambda _: metrics.ops.leader_changed()),
                        name="leader")
         if monitor.enabled:
             workers_.spawn(monitor.run(), name="webhook-monitor")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -70,6 +69,21 @@ def _later(work: Awaitable[None]) -> None:
     task.add_done_callback(_cleanups.discard)
 
 
+async def take(redis: aioredis.Redis, key: str, token: str, ttl_ms: int) -> bool:
+    """SET NX PX `key` to our `token`; a caller cancelled meanwhile gives back what it took."""
+    def give_back(task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is None and task.result():
+            _later(release(redis, key, token))
+
+    return bool(await shielded(redis.set(key, token, nx=True, px=ttl_ms), on_cancel=give_back))
+
+
+async def release(redis: aioredis.Redis, key: str, token: str) -> None:
+    """Delete `key` if it still holds our `token` (unreleased, it expires by itself)."""
+    with contextlib.suppress(RedisError):
+        await redis.eval(RELEASE, 1, key, token)
+
+
 def new_token(instance: str) -> str:
     return f"{instance}:{secrets.token_hex(8)}"
 
@@ -96,13 +110,8 @@ class RoomLocks:
         key = self.key(room)
         give_up = time.monotonic() + self._wait
         pause = 0.002
-        def release_if_taken(task: asyncio.Future[Any]) -> None:  # taken just as our caller left
-            if not task.cancelled() and task.exception() is None and task.result():
-                _later(self._release(key, token))
-
         try:
-            while not await shielded(self._redis().set(key, token, nx=True, px=self._ttl_ms),
-                                     on_cancel=release_if_taken):
+            while not await take(self._redis(), key, token, self._ttl_ms):
                 if time.monotonic() > give_up:
                     raise StateError(f"room {room} stayed locked by another instance for {self._wait:.0f} s")
                 await asyncio.sleep(pause)
@@ -114,11 +123,8 @@ class RoomLocks:
             yield
         finally:
             del self.held[room]
-            await shielded(self._release(key, token))
+            await shielded(release(self._redis(), key, token))
 
-    async def _release(self, key: str, token: str) -> None:
-        with contextlib.suppress(RedisError):  # unreleased, it expires by itself
-            await self._redis().eval(RELEASE, 1, key, token)
 
 
 class LeaderLease:
@@ -138,8 +144,7 @@ class LeaderLease:
         while True:
             token = new_token(self._instance)
             try:
-                if await shielded(self._redis().set(self.key, token, nx=True, px=int(self._ttl * 1000)),
-                                  on_cancel=functools.partial(self._release_if_taken, token=token)):
+                if await take(self._redis(), self.key, token, int(self._ttl * 1000)):
                     return token
                 if not told:
                     holder = await shielded(self._redis().get(self.key))
@@ -170,14 +175,6 @@ class LeaderLease:
                 return
             renewed = time.monotonic()
 
-    async def _release(self, token: str) -> None:
-        with contextlib.suppress(RedisError):
-            await self._redis().eval(RELEASE, 1, self.key, token)
-
-    def _release_if_taken(self, task: asyncio.Future[Any], token: str) -> None:
-        if not task.cancelled() and task.exception() is None and task.result():
-            _later(self._release(token))
-
     async def run(self, work: Callable[[], Awaitable[None]], *, on_change: Callable[[bool], None]) -> None:
         while True:
             token = await self._acquire()
@@ -198,7 +195,7 @@ class LeaderLease:
                     t.cancel()
                 await asyncio.wait({task, holder})  # never raises theirs; a cancel of ours still stops us
                 self.token = None
-                await shielded(self._release(token))  # a clean stop hands over at once
+                await shielded(release(self._redis(), self.key, token))  # a clean stop hands over at once
             if task.done() and not task.cancelled() and task.exception() is not None:
                 log.error("leader_work_crashed", error=str(task.exception())[:200])
                 await asyncio.sleep(1.0)  # let another instance have a go

@@ -118,7 +118,6 @@ class RedisStore:
         self._decoded: dict[str, tuple[str, Call]] = {}  # room -> (raw, parsed): joins skip json
         self.calls: dict[str, Call] = {}
         self.outbox: dict[int, Notification] = {}
-        self.writes = 0
 
     def _client(self) -> aioredis.Redis:
         if self._redis is None:
@@ -258,7 +257,6 @@ class RedisStore:
         except RedisError as exc:
             raise self._unavailable(exc) from None
         self._healthy = True
-        self.writes += 1
         if self._replay is not None:
             self._replay.append(change)
         self._apply_view(change)

@@ -136,8 +136,9 @@ async def hook(request: web.Request) -> web.Response:
         return error_response(413, "webhook body too large")
     verdict, event = bridge.webhooks.check(body, request.headers.get("X-Webhook-Timestamp"),
                                            request.headers.get("X-Webhook-Signature"))
-    # Daily retries to whichever instance the balancer picks: event ids are remembered store-wide
-    if (verdict is Verdict.ACCEPTED and event is not None and event.id and bridge.store.shared
+    # Daily retries to whichever instance the balancer picks: a shared store remembers event ids
+    # for every instance (a held one answers at once: the verifier's memory is the whole story)
+    if (verdict is Verdict.ACCEPTED and event is not None and event.id
             and not await bridge.store.first_sighting("webhook:" + event.id, REMEMBER_EVENT_SECONDS)):
         verdict = Verdict.DUPLICATE
     bridge.metrics.webhook_event(verdict.value)
