@@ -7,6 +7,7 @@ in fives with dashes. Kept dependency-free so the hot path never imports the IC 
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import zlib
 
@@ -23,7 +24,14 @@ class InvalidPrincipal(ValueError):
 
 def principal_to_bytes(text: str) -> bytes:
     """Decode and checksum-verify a principal's text form."""
-    if not isinstance(text, str) or not _TEXT_RE.match(text) or len(text) > 63:
+    if not isinstance(text, str):
+        raise InvalidPrincipal("not a principal in text form")
+    return _decode(text)
+
+
+@functools.lru_cache(maxsize=8192)  # pure; every join checks its chat's (and often its user's) again
+def _decode(text: str) -> bytes:
+    if not _TEXT_RE.match(text) or len(text) > 63:
         raise InvalidPrincipal("not a principal in text form")
     raw = text.replace("-", "")
     if len(raw) % 8 not in _VALID_TAIL or "-" in text[_GROUPED_RE.match(text).end():]:  # type: ignore[union-attr]
