@@ -266,17 +266,17 @@ def test_access_line_fast_path_writes_exactly_what_the_chain_writes(
         out = io.StringIO()
         configure_logging(fmt=fmt, level=level, stream=out, journal=journal)  # type: ignore[arg-type]
         log = structlog.get_logger("videobridge.http").bind()  # as the middleware binds it
+        taken: list[int] = []  # the cases the template wrote
         if fast:
-            emit = access_log._AccessLines.emit
-            taken: list[bool] = []
-            monkeypatch.setattr(access_log._AccessLines, "emit", lambda *a: taken.append(emit(*a)) or taken[-1])
+            http = access_log._AccessLines.http
+            monkeypatch.setattr(access_log._AccessLines, "http", lambda *a: http(*a) and not taken.append(1))
         else:
             monkeypatch.setattr(access_log, "_access_lines", None)
         for case in ACCESS_CASES:
             access_line(log, **case)
         monkeypatch.undo()
-        if fast:
-            assert taken == [True] * len(ACCESS_CASES)
+        if fast:  # the plain ones (a join, a 503), twice each, and below info a NaN 404 dropped unread
+            assert len(taken) == (0 if fmt != "json" else 4 if level == "info" else 6)
         return [_STAMP.sub("<ts>", line) for line in out.getvalue().splitlines()]
 
     fast, chain = written(True), written(False)
@@ -294,8 +294,10 @@ def test_access_line_takes_the_chain_when_the_chain_is_not_the_configured_one() 
     fast = access_log._access_lines
     assert fast is not None
     bound = structlog.get_logger("videobridge.http").bind()
-    assert not fast.emit(get_logger("videobridge.http"), False, {})  # a lazy proxy: the chain
-    assert not fast.emit(bound.bind(request_id="r1"), False, {})  # bound context: the chain
+    plain = ("GET", "/healthz", 200, 0.1, None, None, None)
+    assert not fast.http(get_logger("videobridge.http"), *plain)  # a lazy proxy: the chain
+    assert not fast.http(bound.bind(request_id="r1"), *plain)  # bound context: the chain
+    assert not out.getvalue()
     with structlog.testing.capture_logs() as captured:  # edits the processor list in place
         access_line(bound, method="GET", path="/healthz", status=200, duration_ms=0.1)
     assert captured == [{"event": "http_request", "log_level": "info", "method": "GET", "path": "/healthz",
@@ -309,15 +311,85 @@ def test_access_line_takes_the_chain_when_the_chain_is_not_the_configured_one() 
     assert out.getvalue().count("http_request") == 2
 
 
-def test_access_line_json_is_written_directly_unless_a_value_needs_the_renderer(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_access_line_takes_the_template_unless_a_value_needs_the_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
     import videobridge.access_log as access_log
 
     configure_logging(fmt="json", stream=io.StringIO())
-    direct: list[str | None] = []
-    real = access_log._json_access_line
-    monkeypatch.setattr(access_log, "_json_access_line", lambda *a: direct.append(real(*a)) or direct[-1])
+    taken: list[bool] = []
+    http = access_log._AccessLines.http
+    monkeypatch.setattr(access_log._AccessLines, "http", lambda *a: taken.append(http(*a)) or taken[-1])
     log = structlog.get_logger("videobridge.http").bind()
-    for case in ACCESS_CASES[:5]:
+    for case in ACCESS_CASES[:6]:
         access_line(log, **case)
-    assert [line is not None for line in direct] == [True, True, True, False, False]  # a dict; an IntEnum
+    # a NaN duration; extra fields (a dict among them); an IntEnum status; infinities and extras
+    assert taken == [True, True, False]  # the cases with extra fields beyond `outcome` never ask it
+
+
+@pytest.mark.parametrize("now", [1_765_000_000.0, 1_765_000_000.25, 1_765_000_000.9999996, 1_765_000_059.000001,
+                                 1_765_000_000.5e0 + 0.0000004])
+def test_the_template_timestamp_is_what_structlogs_iso_utc_stamper_writes(
+        now: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime
+
+    import videobridge.access_log as access_log
+
+    configure_logging(fmt="json", stream=io.StringIO())
+    fast = access_log._access_lines
+    assert fast is not None
+    monkeypatch.setattr(access_log.time, "time", lambda: now)
+    expected = datetime.datetime.fromtimestamp(now, tz=datetime.UTC).isoformat().replace("+00:00", "Z")
+    assert fast._now() == expected
+    assert fast._now() == expected  # the cached date part
+
+
+class _Writes(io.StringIO):
+    """A stream that counts the writes it gets (each one a system call on a real file)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+JOIN = {"method": "GET", "path": "/room/meeting_access_token", "status": 200, "duration_ms": 0.5,
+        "claim_type": "JoinVideoCall", "chat_kind": "group", "outcome": "joined"}
+
+
+async def test_access_lines_of_one_loop_round_go_out_in_one_write_in_order() -> None:
+    import asyncio
+
+    out = _Writes()
+    configure_logging(fmt="json", stream=out)
+    log = structlog.get_logger("videobridge.http").bind()
+    for n in range(5):
+        access_line(log, **{**JOIN, "duration_ms": float(n)})
+    assert out.getvalue() == ""  # held until this round of the loop is done
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    written = lines(out)
+    assert [line["duration_ms"] for line in written] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert out.writes == 1 and all(line["event"] == "http_request" for line in written)
+
+
+async def test_any_other_line_writes_the_held_access_lines_first() -> None:
+    out = io.StringIO()
+    configure_logging(fmt="json", stream=out)
+    access_log = structlog.get_logger("videobridge.http").bind()
+    access_line(access_log, **JOIN)
+    get_logger("videobridge").info("call_started")  # structlog, same round
+    access_line(access_log, **{**JOIN, "duration_ms": 2.0})
+    logging.getLogger("aiohttp.server").warning("slow client")  # stdlib, same round
+    access_line(access_log, **{**JOIN, "status": 503, "outcome": None})  # an error line: written at once
+    assert [line["event"] for line in lines(out)] == [
+        "http_request", "call_started", "http_request", "slow client", "http_request"]
+
+
+async def test_held_access_lines_go_to_their_stream_when_logging_is_reconfigured() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging(fmt="json", stream=first)
+    access_line(structlog.get_logger("videobridge.http").bind(), **JOIN)
+    configure_logging(fmt="json", stream=second)
+    assert len(lines(first)) == 1 and second.getvalue() == ""

@@ -63,6 +63,13 @@ class _NamedWriteLogger(structlog.WriteLogger):
         super().__init__(file)
         self.name = name
 
+    def msg(self, message: str) -> None:
+        access_log.held.flush()  # access lines held for this loop round go first: lines stay in order
+        super().msg(message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
 
 class _NamedWriteLoggerFactory:
     def __init__(self, file: TextIO) -> None:
@@ -141,6 +148,7 @@ def configure_logging(
     detects a journald stdout via $JOURNAL_STREAM and then adds the `<N>` priority prefix.
     """
     out = sys.stdout if stream is None else stream
+    access_log.held.flush()  # to the stream they were written for
     level_no = parse_level(level)
     if fmt == "auto":
         fmt = "console" if _isatty(out) else "json"
@@ -187,7 +195,7 @@ def configure_logging(
             json_prefix = {name: f"<{_SYSLOG_PRIORITY[name]}>" for name in json_prefix}
     # set where access_line reads it
     access_log._access_lines = access_log._AccessLines(
-        chain, wrapper, level_no, stamper, json_prefix=json_prefix, logger_type=_NamedWriteLogger)
+        chain, wrapper, level_no, json_prefix=json_prefix, logger_type=_NamedWriteLogger)
     _configure_stdlib(shared, renderer, out, max(level_no, logging.WARNING))
 
 
@@ -216,7 +224,7 @@ def _configure_stdlib(shared: list[Processor], renderer: Processor, out: TextIO,
         foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(out)
+    handler = _StreamHandler(out)
     handler.setFormatter(formatter)
     handler.setLevel(level)
     handler.addFilter(_quiet_bad_http)
@@ -230,6 +238,12 @@ def _configure_stdlib(shared: list[Processor], renderer: Processor, out: TextIO,
     logging.getLogger("aiohttp.access").setLevel(logging.CRITICAL + 1)
 
 
+class _StreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    def emit(self, record: logging.LogRecord) -> None:
+        access_log.held.flush()  # as _NamedWriteLogger.msg: held access lines go first
+        super().emit(record)
+
+
 def _remove_our_handlers(root: logging.Logger) -> None:
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
         root.removeHandler(old)
@@ -238,6 +252,7 @@ def _remove_our_handlers(root: logging.Logger) -> None:
 
 def reset_logging() -> None:
     """Undo configure_logging (for tests): structlog defaults, our stdlib handler removed."""
+    access_log.held.flush()
     access_log._access_lines = None
     structlog.reset_defaults()
     _remove_our_handlers(logging.getLogger())
