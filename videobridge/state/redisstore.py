@@ -29,6 +29,7 @@ from videobridge.errors import StateError, StateLocked
 from videobridge.models import Call, Notification
 from videobridge.state.base import Change, apply_change
 from videobridge.state.redislease import LeaderLease, RoomLocks, leading, shielded
+from videobridge.state.redispool import FairPool
 
 log = structlog.get_logger("videobridge.state")
 
@@ -136,9 +137,9 @@ class RedisStore:
     async def aopen(self, *, wait: bool = False) -> None:
         """Connect and load the views. Instances share the store: nothing to wait for (`wait` is
         the held stores' standby), except in `sole` use, which refuses while an instance leads."""
-        # blocking: beyond MAX_CONNECTIONS concurrent commands wait for a connection (redis-py's
-        # default pool refuses with "Too many connections": 503s at a few hundred clients)
-        pool = aioredis.BlockingConnectionPool.from_url(
+        # blocking: beyond MAX_CONNECTIONS concurrent commands wait for a connection, in order
+        # (redis-py's default pool refuses with "Too many connections": 503s at a few hundred clients)
+        pool = FairPool.from_url(
             self.url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=5.0,
             health_check_interval=30, max_connections=MAX_CONNECTIONS, timeout=5.0)
         self._redis = aioredis.Redis.from_pool(pool)
