@@ -393,3 +393,28 @@ async def test_held_access_lines_go_to_their_stream_when_logging_is_reconfigured
     access_line(structlog.get_logger("videobridge.http").bind(), **JOIN)
     configure_logging(fmt="json", stream=second)
     assert len(lines(first)) == 1 and second.getvalue() == ""
+
+
+def test_lines_a_closed_loop_left_held_go_out_before_the_next_loops() -> None:
+    import asyncio
+
+    out = io.StringIO()
+    configure_logging(fmt="json", stream=out)
+    log = structlog.get_logger("videobridge.http").bind()
+    loop = asyncio.new_event_loop()
+
+    async def last_request() -> None:
+        access_line(log, **JOIN)
+        loop.stop()  # the loop ends with this round's callbacks, its flush among them, not run
+
+    loop.run_until_complete(last_request())
+    loop.close()
+    assert out.getvalue() == ""
+
+    async def next_request() -> None:
+        access_line(log, **{**JOIN, "duration_ms": 2.0})
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    asyncio.run(next_request())
+    assert [line["duration_ms"] for line in lines(out)] == [0.5, 2.0]

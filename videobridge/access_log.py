@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -127,43 +128,51 @@ class _Held:
     the order of lines holds. Outside a running loop a line is written at once.
     """
 
-    __slots__ = ("_lines", "_logger")
+    __slots__ = ("_lines", "_lock", "_logger", "_loop")
 
     def __init__(self) -> None:
         self._lines: list[str] = []
         self._logger: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()  # lines come from the loop; a flush may come from any thread's line
 
     def add(self, logger: Any, line: str) -> None:
-        if not self._lines:
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:
-                logger.info(line)
-                return
-            self._logger = logger
-        elif logger is not self._logger and logger._file is not self._logger._file:
-            self.flush()  # another stream (a reconfiguration): the held lines go to theirs first
-            self.add(logger, line)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            logger.info(line)
             return
-        self._lines.append(line)
+        if self._lines and (loop is not self._loop or logger._file is not self._logger._file):
+            self.flush()  # held for another loop (closed before its flush) or stream: out first
+        with self._lock:
+            if not self._lines:
+                loop.call_soon(self.flush)
+                self._loop, self._logger = loop, logger
+            self._lines.append(line)
 
     def flush(self) -> None:
-        """Write the held lines (one write, one flush); the loggers' own writes call this first."""
+        """Write the held lines (one write); every other line written calls this first."""
         if self._lines:
-            lines, self._lines = self._lines, []
-            self._logger.info("\n".join(lines))  # msg writes the last newline
+            with self._lock:
+                taken = self._take()
+            _write(*taken)
+
+    def _take(self) -> tuple[list[str], Any]:
+        taken = self._lines, self._logger
+        self._lines = []
+        return taken
+
+
+def _write(lines: list[str], logger: Any) -> None:
+    if lines:
+        try:
+            logger.info("\n".join(lines))  # msg writes the last newline
+        except (ValueError, OSError):  # its stream is closed (a test's, or stdout at exit): nowhere to write
+            pass
 
 
 held = _Held()
-
-
-@atexit.register
-def _flush_at_exit() -> None:
-    """A loop closed with a round's lines still held: asyncio.run drops its pending callbacks."""
-    try:
-        held.flush()
-    except (ValueError, OSError):  # the stream is closed or gone by now: nothing to do
-        pass
+atexit.register(held.flush)  # a loop closed with a round's lines still held (asyncio.run drops its callbacks)
 
 
 _json_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
