@@ -22,31 +22,31 @@ from videobridge.redaction import REDACTED, _sensitive_name, scrub
 
 
 class _AccessLines:
-    """The JSON access line as configure_logging's chain writes it, from a template.
+    """The JSON access line as configure_logging's chain writes it, from a template (set only
+    with the JSON renderer).
 
     structlog would copy the context, run add_log_level, _add_logger_name, the TimeStamper,
     StackInfoRenderer and the exception renderer (both no-ops without `stack_info`/`exc_info`),
     then `redact` (which puts timestamp, level, event first and cleans every value), then
     JSONRenderer. An access line's fields recur (method, route, status, claim type, chat kind,
     outcome), so the line around its timestamp and duration is redacted and encoded once per
-    combination and kept. Only with the JSON renderer (journal prefix or not), for a logger bound
-    to this very chain, unchanged (capture_logs edits the list in place), with no bound context,
-    writing through `logger_type` (configure_logging's named WriteLogger, which has `.name`);
-    anything else takes the chain.
+    combination and kept. Only for a logger bound to this very chain, unchanged (capture_logs
+    edits the list in place), with no bound context, writing through `logger_type`
+    (configure_logging's named WriteLogger, which has `.name`); anything else takes the chain.
     """
 
     __slots__ = ("_chain", "_error", "_info", "_json", "_logger_type", "_second", "_second_text",
                  "_snapshot", "_templates", "_wrapper")
 
     def __init__(self, chain: list[Processor], wrapper: Any, level: int, *,
-                 json_prefix: dict[str, str] | None, logger_type: type) -> None:
+                 json_prefix: dict[str, str], logger_type: type) -> None:
         self._chain = chain
         self._snapshot = list(chain)
         self._wrapper: Any = wrapper
         self._logger_type: Any = logger_type
         self._info = level <= logging.INFO
         self._error = level <= logging.ERROR
-        # the renderer is our JSONRenderer: its line prefix by level ("" or journald's "<N>")
+        # JSONRenderer's line prefix by level ("" or journald's "<N>")
         self._json = json_prefix
         # (method, path, status, claim_type, chat_kind, outcome, logger name) -> the line around
         # its timestamp and duration
@@ -66,10 +66,10 @@ class _AccessLines:
              claim_type: str | None, chat_kind: str | None, outcome: str | None) -> bool:
         """Write the line from its template and return True (per request only the timestamp and
         duration are new); False, nothing written, where the chain must write it: not such a
-        logger, the console renderer, or a value JSONRenderer must see (not a plain str/int/float).
+        logger, or a value JSONRenderer must see (not a plain str/int, a float duration).
         """
         logger = self._usable(log)
-        if logger is None or self._json is None or type(duration_ms) is not float or type(status) is not int:
+        if logger is None or type(duration_ms) is not float or type(status) is not int:
             return False
         error = status >= 500
         if not (self._error if error else self._info):
@@ -96,7 +96,6 @@ class _AccessLines:
     def _template(self, error: bool, key: tuple[Any, ...]) -> tuple[str, str, str] | None:
         method, path, status, claim_type, chat_kind, outcome, name = key
         level = "error" if error else "info"
-        assert self._json is not None
         before = _json_fields({"method": method, "path": _strip_query(path), "status": status})
         after = _json_fields({k: v for k, v in (("claim_type", claim_type), ("chat_kind", chat_kind),
                                                 ("outcome", outcome)) if v is not None})
@@ -186,9 +185,9 @@ _TEMPLATES_MAX = 256  # distinct (method, path, status, ...) lines; unmatched pa
 def _json_fields(fields: dict[str, Any]) -> str | None:
     """`, "key": value` for each field as JSONRenderer writes it redacted, or None for a value it must see.
 
-    JSONEncoder's defaults: ", " and ": " separators, ASCII-escaped strings, int and float
-    by their repr, NaN and infinities by name; `_clean`'s rules: None and bools kept, other
-    scalars of a sensitive key masked, strings scrubbed.
+    JSONEncoder's defaults: ", " and ": " separators, ASCII-escaped strings, ints by their
+    repr; `_clean`'s rules: None and bools kept, other scalars of a sensitive key masked,
+    strings scrubbed.
     """
     parts = []
     for key, value in fields.items():
@@ -199,13 +198,6 @@ def _json_fields(fields: dict[str, Any]) -> str | None:
             text = _JSON_CONSTANTS[value]
         elif kind is int:
             text = _JSON_REDACTED if _sensitive_name(key) else int.__repr__(value)
-        elif kind is float:
-            if _sensitive_name(key):
-                text = _JSON_REDACTED
-            elif value != value or value in (_INF, -_INF):
-                text = "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
-            else:
-                text = float.__repr__(value)
         else:
             return None
         parts.append(f", {_JSON_KEYS.get(key) or _json_str(key)}: {text}")

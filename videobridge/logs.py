@@ -188,14 +188,14 @@ def configure_logging(
         # Not cached: tests and `serve` reconfigure, and old proxies must follow the new set-up.
         cache_logger_on_first_use=False,
     )
-    json_prefix = None
+    # set where access_line reads it; the console renderer's lines take the chain
+    access_log._access_lines = None
     if fmt == "json":
         json_prefix = {"info": "", "error": ""}
         if isinstance(renderer, _JournalPrefix):
             json_prefix = {name: f"<{_SYSLOG_PRIORITY[name]}>" for name in json_prefix}
-    # set where access_line reads it
-    access_log._access_lines = access_log._AccessLines(
-        chain, wrapper, level_no, json_prefix=json_prefix, logger_type=_NamedWriteLogger)
+        access_log._access_lines = access_log._AccessLines(
+            chain, wrapper, level_no, json_prefix=json_prefix, logger_type=_NamedWriteLogger)
     _configure_stdlib(shared, renderer, out, max(level_no, logging.WARNING))
 
 
